@@ -1,0 +1,99 @@
+use burn::module::Module;
+use burn::nn::{Dropout, Linear};
+use burn::tensor::{activation::softmax, Device, Tensor};
+
+use super::{dropout, linear, linear_macs, SqueezeExcite, Sublayer};
+use crate::complexity::Macs;
+
+/// `softmax(q·scale @ kᵀ) @ v` over `[B, H, N, d]` heads.
+pub fn multi_head_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f64,
+    attn_drop: &Dropout,
+) -> Tensor<4> {
+    let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
+    attn_drop.forward(softmax(scores, 3)).matmul(v)
+}
+
+/// `[B, N, H·d]` → `[B, H, N, d]`.
+pub(crate) fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [batch, tokens, width] = x.dims();
+    x.reshape([batch, tokens, heads, width / heads])
+        .swap_dims(1, 2)
+}
+
+/// `[B, H, N, d]` → `[B, N, H·d]`.
+pub(crate) fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [batch, heads, tokens, head_dim] = x.dims();
+    x.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim])
+}
+
+/// Multi-head self-attention of the backbone blocks (MSA). The squeeze-excite
+/// ablation adds an SE layer after the output projection.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub se_layer: Option<SqueezeExcite>,
+    pub attn_drop: Dropout,
+    pub proj_drop: Dropout,
+    pub num_heads: usize,
+    pub scale: f64,
+}
+
+pub struct AttentionConfig {
+    pub dim: usize,
+    pub num_heads: usize,
+    pub qkv_bias: bool,
+    pub qk_scale: Option<f64>,
+    pub attn_drop: f64,
+    pub proj_drop: f64,
+    pub squeeze_excite: bool,
+}
+
+impl AttentionConfig {
+    pub fn init(&self, device: &Device) -> Attention {
+        let head_dim = self.dim / self.num_heads;
+        Attention {
+            qkv: linear(self.dim, 3 * self.dim, self.qkv_bias, device),
+            proj: linear(self.dim, self.dim, true, device),
+            se_layer: self
+                .squeeze_excite
+                .then(|| SqueezeExcite::new(self.dim, 16, device)),
+            attn_drop: dropout(self.attn_drop),
+            proj_drop: dropout(self.proj_drop),
+            num_heads: self.num_heads,
+            scale: self.qk_scale.unwrap_or((head_dim as f64).powf(-0.5)),
+        }
+    }
+}
+
+impl Sublayer for Attention {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter();
+        let mut heads = || split_heads(qkv.next().unwrap(), self.num_heads);
+        let (q, k, v) = (heads(), heads(), heads());
+        let x = merge_heads(multi_head_attention(q, k, v, self.scale, &self.attn_drop));
+        let x = self.proj.forward(x);
+        let x = match &self.se_layer {
+            Some(se) => se.forward(x),
+            None => x,
+        };
+        self.proj_drop.forward(x)
+    }
+
+    fn macs(&self, tokens: usize) -> Macs {
+        let [dim, _] = self.qkv.weight.lazy_shape().dims();
+        let se = self
+            .se_layer
+            .as_ref()
+            .map(|se| se.macs())
+            .unwrap_or_default();
+        linear_macs(&self.qkv, tokens)
+            + linear_macs(&self.proj, tokens)
+            + Macs::matmuls((2 * tokens * tokens * dim) as u64)
+            + se
+    }
+}

@@ -1,0 +1,37 @@
+use burn::module::Module;
+use burn::nn::LayerNorm;
+use burn::tensor::Tensor;
+
+use super::{layer_norm_macs, Attention, DropPath, Mlp, Sublayer};
+use crate::complexity::Macs;
+
+/// Pre-norm transformer block:
+/// `x += drop_path(attn(norm1(x)))`, then `x += drop_path(mlp(norm2(x)))`.
+/// Generic over the token mixer and the MLP, so that ViT, T2T-ViT, FViT and
+/// the ghost ablation share it.
+#[derive(Module, Debug)]
+pub struct Block<A = Attention, M = Mlp> {
+    pub norm1: LayerNorm,
+    pub attn: A,
+    pub drop_path: DropPath,
+    pub norm2: LayerNorm,
+    pub mlp: M,
+}
+
+impl<A: Sublayer, M: Sublayer> Sublayer for Block<A, M> {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone()
+            + self
+                .drop_path
+                .forward(self.attn.forward(self.norm1.forward(x)));
+        x.clone()
+            + self
+                .drop_path
+                .forward(self.mlp.forward(self.norm2.forward(x)))
+    }
+
+    fn macs(&self, tokens: usize) -> Macs {
+        let [width] = self.norm1.gamma.lazy_shape().dims();
+        layer_norm_macs(width, tokens) * 2 + self.attn.macs(tokens) + self.mlp.macs(tokens)
+    }
+}

@@ -1,0 +1,35 @@
+use burn::module::Module;
+use burn::nn::{Dropout, Linear};
+use burn::tensor::{activation::gelu, Device, Tensor};
+
+use super::{dropout, linear, linear_macs, Sublayer};
+use crate::complexity::Macs;
+
+/// fc1 → GELU → dropout → fc2 → dropout (timm's `Mlp`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub drop: Dropout,
+}
+
+impl Mlp {
+    pub fn new(d_in: usize, hidden: usize, d_out: usize, drop: f64, device: &Device) -> Self {
+        Self {
+            fc1: linear(d_in, hidden, true, device),
+            fc2: linear(hidden, d_out, true, device),
+            drop: dropout(drop),
+        }
+    }
+}
+
+impl Sublayer for Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = self.drop.forward(gelu(self.fc1.forward(x)));
+        self.drop.forward(self.fc2.forward(x))
+    }
+
+    fn macs(&self, tokens: usize) -> Macs {
+        linear_macs(&self.fc1, tokens) + linear_macs(&self.fc2, tokens)
+    }
+}

@@ -1,0 +1,70 @@
+//! Building blocks shared by every model of the family.
+
+mod attention;
+mod block;
+mod drop_path;
+mod ghost;
+mod mlp;
+mod sinusoid;
+mod soft_split;
+mod squeeze_excite;
+mod token_performer;
+mod token_transformer;
+
+pub use attention::{multi_head_attention, Attention, AttentionConfig};
+pub use block::Block;
+pub use drop_path::DropPath;
+pub use ghost::{ChannelScale, GhostAttention, GhostMlp};
+pub use mlp::Mlp;
+pub use sinusoid::sinusoid_table;
+pub use soft_split::{tokens_to_image, SoftSplit};
+pub use squeeze_excite::{ExcitationMlp, SqueezeExcite};
+pub use token_performer::{PerformerMlp, TokenPerformer};
+pub use token_transformer::{TokenAttention, TokenTransformer};
+
+use burn::module::{Initializer, Module, ModuleDisplay};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::Tensor;
+
+use crate::complexity::Macs;
+
+/// A map from a token sequence `[B, N, C]` to a token sequence: attention,
+/// MLP, whole blocks. Blocks and backbones are generic over it.
+pub trait Sublayer: Module + ModuleDisplay {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3>;
+
+    /// Multiply-adds per image for a sequence of `tokens` tokens.
+    fn macs(&self, tokens: usize) -> Macs;
+}
+
+/// `nn.Linear` as the official models initialise it: weights from a normal
+/// with std 0.02 (timm's `trunc_normal_` cuts at ±2, i.e. at 100 σ, so the
+/// cut never applies), biases zero.
+pub fn linear(d_in: usize, d_out: usize, bias: bool, device: &burn::tensor::Device) -> Linear {
+    let normal = Initializer::Normal {
+        mean: 0.0,
+        std: 0.02,
+    };
+    Linear {
+        weight: normal.init([d_in, d_out], device),
+        bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
+    }
+}
+
+pub fn layer_norm(d: usize, eps: f64, device: &burn::tensor::Device) -> LayerNorm {
+    LayerNormConfig::new(d).with_epsilon(eps).init(device)
+}
+
+pub fn dropout(prob: f64) -> Dropout {
+    DropoutConfig::new(prob).init()
+}
+
+pub(crate) fn linear_macs(layer: &Linear, tokens: usize) -> Macs {
+    let [d_in, d_out] = layer.weight.lazy_shape().dims();
+    Macs::layers((tokens * d_in * d_out) as u64)
+}
+
+/// fvcore counts a LayerNorm as 5 multiply-adds per element (weights and bias).
+pub(crate) fn layer_norm_macs(width: usize, tokens: usize) -> Macs {
+    Macs::norms((5 * tokens * width) as u64)
+}

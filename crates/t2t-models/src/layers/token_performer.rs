@@ -1,0 +1,118 @@
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::tensor::{activation::gelu, Device, Tensor};
+
+use super::{dropout, layer_norm, layer_norm_macs, linear, linear_macs, Sublayer};
+use crate::complexity::Macs;
+
+/// The random-feature ratio m/emb of the official Token_performer.
+const KERNEL_RATIO: f64 = 0.5;
+/// Added to the normaliser before dividing (the official value; fp16 would need 1e-6).
+const EPSILON: f64 = 1e-8;
+/// The official layer hard-codes its two dropouts at 0.1.
+const DROPOUT: f64 = 0.1;
+
+/// T2T layer with Performer attention (one head, linear in the token count):
+/// ```text
+/// k, q, v = split(kqv(LN1(x)))          # order k, q, v
+/// φ(z)    = exp(z·wᵀ − ‖z‖²/2) / √m
+/// y       = φ(q)·(vᵀφ(k))ᵀ / (φ(q)·Σₜφ(k) + ε)
+/// y       = v + proj(y)                 # skip from v
+/// out     = y + mlp(LN2(y))
+/// ```
+#[derive(Module, Debug)]
+pub struct TokenPerformer {
+    pub norm1: LayerNorm,
+    pub kqv: Linear,
+    pub proj: Linear,
+    pub dp: Dropout,
+    pub norm2: LayerNorm,
+    pub mlp: PerformerMlp,
+    /// Random features `[m, emb]`; part of the checkpoint, never trained.
+    pub w: Param<Tensor<2>>,
+}
+
+/// `nn.Sequential(Linear, GELU, Linear, Dropout)` (saved as `mlp.0`, `mlp.2`).
+#[derive(Module, Debug)]
+pub struct PerformerMlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub drop: Dropout,
+}
+
+impl TokenPerformer {
+    pub fn new(dim: usize, emb: usize, device: &Device) -> Self {
+        let m = (emb as f64 * KERNEL_RATIO) as usize;
+        let w = Initializer::Orthogonal {
+            gain: (m as f64).sqrt(),
+        }
+        .init([m, emb], device)
+        .set_require_grad(false);
+        Self {
+            norm1: layer_norm(dim, 1e-5, device),
+            kqv: linear(dim, 3 * emb, true, device),
+            proj: linear(emb, emb, true, device),
+            dp: dropout(DROPOUT),
+            norm2: layer_norm(emb, 1e-5, device),
+            mlp: PerformerMlp {
+                fc1: linear(emb, emb, true, device),
+                fc2: linear(emb, emb, true, device),
+                drop: dropout(DROPOUT),
+            },
+            w,
+        }
+    }
+
+    fn random_features(&self) -> usize {
+        self.w.lazy_shape().dims::<2>()[0]
+    }
+
+    /// Positive random features φ(z) `[B, T, m]` of the Gaussian kernel.
+    fn prm_exp(&self, z: Tensor<3>) -> Tensor<3> {
+        let half_sq_norm = z.clone().powi_scalar(2).sum_dim(2).div_scalar(2.0);
+        let wtz = z.matmul(self.w.val().transpose().unsqueeze());
+        (wtz - half_sq_norm)
+            .exp()
+            .div_scalar((self.random_features() as f64).sqrt())
+    }
+}
+
+impl Sublayer for TokenPerformer {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let mut kqv = self
+            .kqv
+            .forward(self.norm1.forward(x))
+            .chunk(3, 2)
+            .into_iter();
+        let (k, q, v) = (
+            kqv.next().unwrap(),
+            kqv.next().unwrap(),
+            kqv.next().unwrap(),
+        );
+        let (kp, qp) = (self.prm_exp(k), self.prm_exp(q));
+        let normaliser = qp.clone().matmul(kp.clone().sum_dim(1).swap_dims(1, 2));
+        let kptv = v.clone().swap_dims(1, 2).matmul(kp);
+        let y = qp.matmul(kptv.swap_dims(1, 2)) / normaliser.add_scalar(EPSILON);
+        let y = v + self.dp.forward(self.proj.forward(y));
+        let mlp = &self.mlp;
+        let branch = mlp
+            .fc2
+            .forward(gelu(mlp.fc1.forward(self.norm2.forward(y.clone()))));
+        y + mlp.drop.forward(branch)
+    }
+
+    fn macs(&self, tokens: usize) -> Macs {
+        let [dim, kqv_out] = self.kqv.weight.lazy_shape().dims();
+        let emb = kqv_out / 3;
+        let m = self.random_features();
+        // Einsums: w·z for k and q, the normaliser, vᵀφ(k) and φ(q)·kptvᵀ.
+        let einsums = tokens * (2 * emb * m + m + emb * m + m * emb);
+        layer_norm_macs(dim, tokens)
+            + linear_macs(&self.kqv, tokens)
+            + Macs::matmuls(einsums as u64)
+            + linear_macs(&self.proj, tokens)
+            + layer_norm_macs(emb, tokens)
+            + linear_macs(&self.mlp.fc1, tokens)
+            + linear_macs(&self.mlp.fc2, tokens)
+    }
+}

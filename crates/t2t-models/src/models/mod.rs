@@ -1,0 +1,130 @@
+//! Whole models. Each file reads like the figure of its paper.
+
+mod t2t_vit;
+mod t2t_vit_dense;
+
+pub use t2t_vit::{Backbone, SplitSpec, T2tModule, T2tVit, T2tVitConfig, TokenLayer, TokensType};
+pub use t2t_vit_dense::{DenseBlock, DenseLayer, Transition};
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::tensor::Tensor;
+
+use crate::complexity::Macs;
+use crate::layers::{layer_norm_macs, linear_macs, Block, GhostAttention, GhostMlp, Sublayer};
+use crate::Taps;
+
+/// Every model of the zoo, behind one type for the command line and the trainers.
+#[derive(Module, Debug)]
+pub enum Model {
+    T2tVit(T2tVit),
+    T2tVitGhost(T2tVit<Block<GhostAttention, GhostMlp>>),
+    T2tVitDense(T2tVit<DenseLayer>),
+}
+
+/// MACs of one named part of a model.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    pub name: &'static str,
+    pub macs: Macs,
+}
+
+impl Model {
+    /// Images `[B, C, H, W]` → logits `[B, classes]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_tapped(images, &mut Taps::off())
+    }
+
+    /// The forward pass that also records named intermediates into `taps`.
+    pub fn forward_tapped(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<2> {
+        match self {
+            Model::T2tVit(m) => m.forward_tapped(images, taps),
+            Model::T2tVitGhost(m) => m.forward_tapped(images, taps),
+            Model::T2tVitDense(m) => m.forward_tapped(images, taps),
+        }
+    }
+
+    /// MACs per image by stage.
+    pub fn stages(&self) -> Vec<Stage> {
+        match self {
+            Model::T2tVit(m) => m.stages(),
+            Model::T2tVitGhost(m) => m.stages(),
+            Model::T2tVitDense(m) => m.stages(),
+        }
+    }
+}
+
+/// What follows the tokenizer in every ViT-style classifier: prepend the class
+/// token, add the position table, run the blocks, normalise, classify token 0.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn classify_tokens<L: Sublayer>(
+    tokens: Tensor<3>,
+    cls_token: &Param<Tensor<3>>,
+    pos_embed: &Param<Tensor<3>>,
+    pos_drop: &Dropout,
+    blocks: &[L],
+    norm: &LayerNorm,
+    head: &Option<Linear>,
+    taps: &mut Taps,
+) -> Tensor<2> {
+    let [batch, _, width] = tokens.dims();
+    let cls = cls_token.val().expand([batch, 1, width]);
+    let mut x = pos_drop.forward(Tensor::cat(vec![cls, tokens], 1) + pos_embed.val());
+    for (index, block) in blocks.iter().enumerate() {
+        x = block.forward(x);
+        if index == 0 {
+            taps.record("block0", &x);
+        }
+    }
+    let [_, _, width] = x.dims();
+    let features = norm
+        .forward(x)
+        .slice([0..batch, 0..1, 0..width])
+        .reshape([batch, width]);
+    taps.record("features", &features);
+    let logits = match head {
+        Some(head) => head.forward(features),
+        None => features,
+    };
+    taps.record("logits", &logits);
+    logits
+}
+
+/// MACs of the blocks, the final norm and the head for `tokens` tokens
+/// (cls included) entering the blocks with `width` features.
+pub(crate) fn backbone_stages<L: Sublayer>(
+    blocks: &[L],
+    norm: &LayerNorm,
+    head: &Option<Linear>,
+    tokens: usize,
+) -> [Stage; 2] {
+    let blocks_macs = blocks.iter().map(|b| b.macs(tokens)).sum();
+    let [out_width] = norm.gamma.lazy_shape().dims();
+    let head_macs = layer_norm_macs(out_width, tokens)
+        + head.as_ref().map(|h| linear_macs(h, 1)).unwrap_or_default();
+    [
+        Stage {
+            name: "blocks",
+            macs: blocks_macs,
+        },
+        Stage {
+            name: "head",
+            macs: head_macs,
+        },
+    ]
+}
+
+/// A frozen parameter: stored in checkpoints and counted, never trained.
+pub(crate) fn frozen<const D: usize>(tensor: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(tensor).set_require_grad(false)
+}
+
+/// `[1, 1, width]` class token from a normal with std 0.02, as timm's `trunc_normal_`.
+pub(crate) fn class_token(width: usize, device: &burn::tensor::Device) -> Param<Tensor<3>> {
+    let values = Tensor::<3>::random(
+        [1, 1, width],
+        burn::tensor::Distribution::Normal(0.0, 0.02),
+        device,
+    );
+    Param::from_tensor(values)
+}

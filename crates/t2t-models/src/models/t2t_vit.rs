@@ -1,0 +1,450 @@
+//! T2T-ViT (Yuan et al., "Tokens-to-Token ViT", ICCV 2021).
+//!
+//! ```text
+//! image ─ soft split ─ T2T layer ─ restructure ─ soft split ─ T2T layer ─ restructure ─ soft split
+//!       ─ project ─ [cls] + sinusoid pos ─ blocks ─ norm ─ head(token 0)
+//! ```
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{backbone_stages, class_token, classify_tokens, frozen, DenseLayer, Model, Stage};
+use crate::complexity::Macs;
+use crate::layers::{
+    dropout, layer_norm, linear, linear_macs, sinusoid_table, tokens_to_image, AttentionConfig,
+    Block, DropPath, GhostAttention, GhostMlp, Mlp, SoftSplit, Sublayer, TokenPerformer,
+    TokenTransformer,
+};
+use crate::{ModelError, Taps};
+
+/// Which layer re-weights the tokens between soft splits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokensType {
+    Performer,
+    Transformer,
+}
+
+/// One soft split: `nn.Unfold(kernel, stride, padding)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitSpec {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// The backbone variants of the paper's design study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Backbone {
+    /// Pre-norm ViT blocks (every released model).
+    Standard,
+    /// An SE layer inside each block's attention (`t2t_vit_se.py`).
+    SqueezeExcite,
+    /// Ghost attention and MLP (`t2t_vit_ghost.py`).
+    Ghost,
+    /// DenseNet-style concatenation with transitions (`t2t_vit_dense.py`).
+    Dense {
+        growth_rate: usize,
+        stages: Vec<usize>,
+    },
+}
+
+/// Everything that distinguishes one T2T-ViT from another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct T2tVitConfig {
+    pub img_size: usize,
+    pub in_chans: usize,
+    pub num_classes: usize,
+    pub tokens_type: TokensType,
+    pub token_dim: usize,
+    pub soft_splits: [SplitSpec; 3],
+    pub embed_dim: usize,
+    pub depth: usize,
+    pub num_heads: usize,
+    pub mlp_ratio: f64,
+    pub qkv_bias: bool,
+    /// Overrides the attention scale `head_dim^-0.5` of the blocks.
+    pub qk_scale: Option<f64>,
+    pub drop_rate: f64,
+    pub attn_drop_rate: f64,
+    pub drop_path_rate: f64,
+    pub backbone: Backbone,
+}
+
+/// The official soft splits: 7/4, 3/2, 3/2, a total stride of 16.
+pub const IMAGENET_SPLITS: [SplitSpec; 3] = [
+    SplitSpec {
+        kernel: 7,
+        stride: 4,
+        padding: 2,
+    },
+    SplitSpec {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    },
+    SplitSpec {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    },
+];
+
+impl T2tVitConfig {
+    /// `T2T_ViT(...)` with the official defaults.
+    pub fn new(
+        tokens_type: TokensType,
+        embed_dim: usize,
+        depth: usize,
+        num_heads: usize,
+        mlp_ratio: f64,
+    ) -> Self {
+        Self {
+            img_size: 224,
+            in_chans: 3,
+            num_classes: 1000,
+            tokens_type,
+            token_dim: 64,
+            soft_splits: IMAGENET_SPLITS,
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio,
+            qkv_bias: false,
+            qk_scale: None,
+            drop_rate: 0.0,
+            attn_drop_rate: 0.0,
+            drop_path_rate: 0.0,
+            backbone: Backbone::Standard,
+        }
+    }
+
+    pub fn with_backbone(mut self, backbone: Backbone) -> Self {
+        self.backbone = backbone;
+        self
+    }
+
+    pub fn with_soft_splits(mut self, soft_splits: [SplitSpec; 3]) -> Self {
+        self.soft_splits = soft_splits;
+        self
+    }
+
+    /// The product of the split strides: image sides must be a multiple of it.
+    pub fn total_stride(&self) -> usize {
+        self.soft_splits.iter().map(|s| s.stride).product()
+    }
+
+    /// Side of the token grid that enters the blocks.
+    pub fn grid_size(&self) -> usize {
+        self.soft_splits.iter().fold(self.img_size, |size, s| {
+            (size + 2 * s.padding - s.kernel) / s.stride + 1
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let stride = self.total_stride();
+        if self.img_size == 0 || self.img_size % stride != 0 {
+            return Err(ModelError::BadConfig(format!(
+                "image size {} is not a positive multiple of the total soft-split stride {stride}",
+                self.img_size
+            )));
+        }
+        if self.grid_size() * stride != self.img_size {
+            return Err(ModelError::BadConfig(format!(
+                "soft splits {:?} do not tile a {}x{} image",
+                self.soft_splits, self.img_size, self.img_size
+            )));
+        }
+        let widths = match &self.backbone {
+            Backbone::Dense {
+                growth_rate,
+                stages,
+            } => dense_widths(self.embed_dim, *growth_rate, stages),
+            _ => vec![self.embed_dim],
+        };
+        if let Some(w) = widths.iter().find(|w| *w % self.num_heads != 0) {
+            return Err(ModelError::BadConfig(format!(
+                "width {w} is not divisible by num_heads {}",
+                self.num_heads
+            )));
+        }
+        if self.backbone == Backbone::Ghost && self.mlp_hidden() != 3 * self.embed_dim {
+            return Err(ModelError::BadConfig(
+                "the ghost MLP exists only for mlp_ratio 3".to_string(),
+            ));
+        }
+        for (name, p) in [
+            ("drop_rate", self.drop_rate),
+            ("attn_drop_rate", self.attn_drop_rate),
+            ("drop_path_rate", self.drop_path_rate),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ModelError::BadConfig(format!(
+                    "{name} {p} is not in [0, 1)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn mlp_hidden(&self) -> usize {
+        (self.embed_dim as f64 * self.mlp_ratio) as usize
+    }
+
+    /// Drop-path rate of each block, rising linearly from 0.
+    fn drop_path_rates(&self, count: usize) -> Vec<f64> {
+        (0..count)
+            .map(|i| match count {
+                1 => 0.0,
+                _ => self.drop_path_rate * i as f64 / (count - 1) as f64,
+            })
+            .collect()
+    }
+
+    fn attention(&self, dim: usize) -> AttentionConfig {
+        AttentionConfig {
+            dim,
+            num_heads: self.num_heads,
+            qkv_bias: self.qkv_bias,
+            qk_scale: self.qk_scale,
+            attn_drop: self.attn_drop_rate,
+            proj_drop: self.drop_rate,
+            squeeze_excite: self.backbone == Backbone::SqueezeExcite,
+        }
+    }
+
+    pub(crate) fn block(&self, dim: usize, drop_path: f64, device: &Device) -> Block {
+        let hidden = (dim as f64 * self.mlp_ratio) as usize;
+        Block {
+            norm1: layer_norm(dim, 1e-5, device),
+            attn: self.attention(dim).init(device),
+            drop_path: DropPath::new(drop_path),
+            norm2: layer_norm(dim, 1e-5, device),
+            mlp: Mlp::new(dim, hidden, dim, self.drop_rate, device),
+        }
+    }
+
+    pub fn init(&self, device: &Device) -> Result<Model, ModelError> {
+        self.validate()?;
+        let dpr = self.drop_path_rates(self.depth);
+        let model = match &self.backbone {
+            Backbone::Standard | Backbone::SqueezeExcite => {
+                let blocks = dpr
+                    .iter()
+                    .map(|&p| self.block(self.embed_dim, p, device))
+                    .collect();
+                Model::T2tVit(self.assemble(blocks, self.embed_dim, device))
+            }
+            Backbone::Ghost => {
+                let blocks = dpr
+                    .iter()
+                    .map(|&p| {
+                        let scale = self
+                            .qk_scale
+                            .unwrap_or(((self.embed_dim / self.num_heads) as f64).powf(-0.5));
+                        Block {
+                            norm1: layer_norm(self.embed_dim, 1e-5, device),
+                            attn: GhostAttention::new(
+                                self.embed_dim,
+                                self.num_heads,
+                                self.qkv_bias,
+                                scale,
+                                device,
+                            ),
+                            drop_path: DropPath::new(p),
+                            norm2: layer_norm(self.embed_dim, 1e-5, device),
+                            mlp: GhostMlp::new(self.embed_dim, self.drop_rate, device),
+                        }
+                    })
+                    .collect();
+                Model::T2tVitGhost(self.assemble(blocks, self.embed_dim, device))
+            }
+            Backbone::Dense {
+                growth_rate,
+                stages,
+            } => {
+                let stage_rates = self.drop_path_rates(self.depth);
+                let layers = DenseLayer::stack(self, *growth_rate, stages, &stage_rates, device);
+                let out_width = *dense_widths(self.embed_dim, *growth_rate, stages)
+                    .last()
+                    .unwrap()
+                    + growth_rate;
+                Model::T2tVitDense(self.assemble(layers, out_width, device))
+            }
+        };
+        Ok(model)
+    }
+
+    fn assemble<L: Sublayer>(
+        &self,
+        blocks: Vec<L>,
+        out_width: usize,
+        device: &Device,
+    ) -> T2tVit<L> {
+        let tokens = self.grid_size() * self.grid_size();
+        T2tVit {
+            tokens_to_token: T2tModule::new(self, device),
+            cls_token: class_token(self.embed_dim, device),
+            pos_embed: frozen(sinusoid_table(tokens + 1, self.embed_dim, device)),
+            pos_drop: dropout(self.drop_rate),
+            blocks,
+            norm: layer_norm(out_width, 1e-5, device),
+            head: (self.num_classes > 0).then(|| linear(out_width, self.num_classes, true, device)),
+            img_size: self.img_size,
+        }
+    }
+}
+
+/// Input widths of the dense blocks, stage by stage.
+pub(crate) fn dense_widths(embed_dim: usize, growth_rate: usize, stages: &[usize]) -> Vec<usize> {
+    let mut widths = Vec::new();
+    let mut start = embed_dim;
+    for &layers in stages {
+        let stage: Vec<usize> = (0..layers).map(|j| start + j * growth_rate).collect();
+        start = (stage.last().copied().unwrap_or(start) + growth_rate) / 2;
+        widths.extend(stage);
+    }
+    widths
+}
+
+/// A T2T layer of either kind.
+#[derive(Module, Debug)]
+pub enum TokenLayer {
+    Performer(TokenPerformer),
+    Transformer(TokenTransformer),
+}
+
+impl TokenLayer {
+    fn new(kind: TokensType, dim: usize, emb: usize, device: &Device) -> Self {
+        match kind {
+            TokensType::Performer => TokenLayer::Performer(TokenPerformer::new(dim, emb, device)),
+            TokensType::Transformer => {
+                TokenLayer::Transformer(TokenTransformer::new(dim, emb, device))
+            }
+        }
+    }
+}
+
+impl Sublayer for TokenLayer {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            TokenLayer::Performer(layer) => layer.forward(x),
+            TokenLayer::Transformer(layer) => layer.forward(x),
+        }
+    }
+
+    fn macs(&self, tokens: usize) -> Macs {
+        match self {
+            TokenLayer::Performer(layer) => layer.macs(tokens),
+            TokenLayer::Transformer(layer) => layer.macs(tokens),
+        }
+    }
+}
+
+/// The tokens-to-token module: image → `[B, (H/16)², embed_dim]` tokens.
+#[derive(Module, Debug)]
+pub struct T2tModule {
+    pub soft_split0: SoftSplit,
+    pub attention1: TokenLayer,
+    pub soft_split1: SoftSplit,
+    pub attention2: TokenLayer,
+    pub soft_split2: SoftSplit,
+    pub project: Linear,
+}
+
+impl T2tModule {
+    fn new(config: &T2tVitConfig, device: &Device) -> Self {
+        let [s0, s1, s2] = config
+            .soft_splits
+            .map(|s| SoftSplit::new(s.kernel, s.stride, s.padding));
+        let token_dim = config.token_dim;
+        Self {
+            soft_split0: s0,
+            attention1: TokenLayer::new(
+                config.tokens_type,
+                s0.features(config.in_chans),
+                token_dim,
+                device,
+            ),
+            soft_split1: s1,
+            attention2: TokenLayer::new(
+                config.tokens_type,
+                s1.features(token_dim),
+                token_dim,
+                device,
+            ),
+            soft_split2: s2,
+            project: linear(s2.features(token_dim), config.embed_dim, true, device),
+        }
+    }
+
+    pub fn forward(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<3> {
+        let x = self.soft_split0.forward(images);
+        taps.record("t2t_split0", &x);
+        let x = self.attention1.forward(x);
+        taps.record("t2t_attn1", &x);
+        let x = self.soft_split1.forward(tokens_to_image(x));
+        let x = self.attention2.forward(x);
+        taps.record("t2t_attn2", &x);
+        let x = self.soft_split2.forward(tokens_to_image(x));
+        self.project.forward(x)
+    }
+
+    fn macs(&self, img_size: usize) -> Macs {
+        let grid0 = self.soft_split0.out_size(img_size);
+        let grid1 = self.soft_split1.out_size(grid0);
+        let grid2 = self.soft_split2.out_size(grid1);
+        self.attention1.macs(grid0 * grid0)
+            + self.attention2.macs(grid1 * grid1)
+            + linear_macs(&self.project, grid2 * grid2)
+    }
+}
+
+/// T2T-ViT: the T2T module, then a ViT backbone of `L` blocks.
+#[derive(Module, Debug)]
+pub struct T2tVit<L = Block> {
+    pub tokens_to_token: T2tModule,
+    pub cls_token: Param<Tensor<3>>,
+    /// Fixed sinusoid table `[1, N + 1, D]`; part of the checkpoint, never trained.
+    pub pos_embed: Param<Tensor<3>>,
+    pub pos_drop: Dropout,
+    pub blocks: Vec<L>,
+    pub norm: LayerNorm,
+    pub head: Option<Linear>,
+    pub img_size: usize,
+}
+
+impl<L: Sublayer> T2tVit<L> {
+    pub fn forward_tapped(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<2> {
+        let tokens = self.tokens_to_token.forward(images, taps);
+        taps.record("t2t_tokens", &tokens);
+        classify_tokens(
+            tokens,
+            &self.cls_token,
+            &self.pos_embed,
+            &self.pos_drop,
+            &self.blocks,
+            &self.norm,
+            &self.head,
+            taps,
+        )
+    }
+
+    pub fn stages(&self) -> Vec<Stage> {
+        let tokens = self.pos_embed.lazy_shape().dims::<3>()[1];
+        let mut stages = vec![Stage {
+            name: "tokens_to_token",
+            macs: self.tokens_to_token.macs(self.img_size),
+        }];
+        stages.extend(backbone_stages(
+            &self.blocks,
+            &self.norm,
+            &self.head,
+            tokens,
+        ));
+        stages
+    }
+}

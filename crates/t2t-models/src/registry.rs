@@ -1,0 +1,335 @@
+//! Registered model names and their configurations, with the data settings
+//! (input size, normalisation, eval crop) that belong to each, as in timm's
+//! `default_cfg`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::{Backbone, Model, SplitSpec, T2tVitConfig, TokensType};
+use crate::ModelError;
+
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+pub const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];
+pub const CIFAR_STD: [f64; 3] = [0.2023, 0.1994, 0.2010];
+
+/// How images are prepared for a model at evaluation time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+    /// Eval resize to `img_size / crop_pct`, then a centre crop of `img_size`.
+    pub crop_pct: f64,
+    pub interpolation: String,
+}
+
+impl DataConfig {
+    fn imagenet() -> Self {
+        Self {
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            crop_pct: 0.9,
+            interpolation: "bicubic".to_string(),
+        }
+    }
+
+    fn cifar() -> Self {
+        Self {
+            mean: CIFAR_MEAN,
+            std: CIFAR_STD,
+            crop_pct: 1.0,
+            interpolation: "bicubic".to_string(),
+        }
+    }
+}
+
+/// The architecture of any model in the zoo.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum ModelConfig {
+    T2tVit(T2tVitConfig),
+}
+
+impl ModelConfig {
+    pub fn init(&self, device: &burn::tensor::Device) -> Result<Model, ModelError> {
+        match self {
+            ModelConfig::T2tVit(c) => c.init(device),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        match self {
+            ModelConfig::T2tVit(c) => c.validate(),
+        }
+    }
+
+    pub fn img_size(&self) -> usize {
+        match self {
+            ModelConfig::T2tVit(c) => c.img_size,
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            ModelConfig::T2tVit(c) => c.num_classes,
+        }
+    }
+
+    /// Applies timm-style `key=value` overrides.
+    pub fn apply_kwargs<S: AsRef<str>>(&mut self, kwargs: &[S]) -> Result<(), ModelError> {
+        for kwarg in kwargs {
+            let kwarg = kwarg.as_ref();
+            let (key, value) = kwarg
+                .split_once('=')
+                .ok_or_else(|| ModelError::BadKwarg(format!("'{kwarg}' is not key=value")))?;
+            match self {
+                ModelConfig::T2tVit(c) => apply_t2t_kwarg(c, key.trim(), value.trim())?,
+            }
+        }
+        self.validate()
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ModelError> {
+    value
+        .parse()
+        .map_err(|_| ModelError::BadKwarg(format!("{key}: cannot parse '{value}'")))
+}
+
+fn apply_t2t_kwarg(c: &mut T2tVitConfig, key: &str, value: &str) -> Result<(), ModelError> {
+    match key {
+        "img_size" => c.img_size = parse(key, value)?,
+        "in_chans" => c.in_chans = parse(key, value)?,
+        "num_classes" => c.num_classes = parse(key, value)?,
+        "embed_dim" => c.embed_dim = parse(key, value)?,
+        "depth" => c.depth = parse(key, value)?,
+        "num_heads" => c.num_heads = parse(key, value)?,
+        "mlp_ratio" => c.mlp_ratio = parse(key, value)?,
+        "token_dim" => c.token_dim = parse(key, value)?,
+        "qkv_bias" => c.qkv_bias = parse_bool(key, value)?,
+        "qk_scale" => c.qk_scale = Some(parse(key, value)?),
+        "drop_rate" => c.drop_rate = parse(key, value)?,
+        "attn_drop_rate" => c.attn_drop_rate = parse(key, value)?,
+        "drop_path_rate" => c.drop_path_rate = parse(key, value)?,
+        "tokens_type" => {
+            c.tokens_type = match value.trim_matches(['\'', '"']) {
+                "performer" => TokensType::Performer,
+                "transformer" => TokensType::Transformer,
+                other => {
+                    return Err(ModelError::BadKwarg(format!(
+                        "tokens_type: '{other}' is neither 'performer' nor 'transformer'"
+                    )))
+                }
+            }
+        }
+        _ => {
+            return Err(ModelError::BadKwarg(format!(
+                "unknown key '{key}' (known: img_size, in_chans, num_classes, embed_dim, depth, \
+                 num_heads, mlp_ratio, tokens_type, token_dim, qkv_bias, qk_scale, drop_rate, \
+                 attn_drop_rate, drop_path_rate)"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ModelError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ModelError::BadKwarg(format!(
+            "{key}: '{value}' is not true or false"
+        ))),
+    }
+}
+
+/// A registered name.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    pub name: &'static str,
+    pub config: ModelConfig,
+    pub data: DataConfig,
+    /// Where the configuration comes from.
+    pub source: &'static str,
+}
+
+const OFFICIAL: &str = "official T2T-ViT";
+const OURS: &str = "t2t (not in the paper)";
+
+/// 3×3 soft splits with strides 1, 2, 2: a 32×32 image gives an 8×8 token grid.
+const CIFAR_SPLITS: [SplitSpec; 3] = [
+    SplitSpec {
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    },
+    SplitSpec {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    },
+    SplitSpec {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    },
+];
+
+fn t2t(
+    name: &'static str,
+    tokens: TokensType,
+    dims: (usize, usize, usize, f64),
+    backbone: Backbone,
+) -> ModelSpec {
+    let (embed_dim, depth, heads, mlp_ratio) = dims;
+    ModelSpec {
+        name,
+        config: ModelConfig::T2tVit(
+            T2tVitConfig::new(tokens, embed_dim, depth, heads, mlp_ratio).with_backbone(backbone),
+        ),
+        data: DataConfig::imagenet(),
+        source: OFFICIAL,
+    }
+}
+
+fn t2t_cifar(name: &'static str, dims: (usize, usize, usize, f64)) -> ModelSpec {
+    let (embed_dim, depth, heads, mlp_ratio) = dims;
+    let mut config = T2tVitConfig::new(TokensType::Performer, embed_dim, depth, heads, mlp_ratio)
+        .with_soft_splits(CIFAR_SPLITS);
+    config.img_size = 32;
+    config.num_classes = 10;
+    ModelSpec {
+        name,
+        config: ModelConfig::T2tVit(config),
+        data: DataConfig::cifar(),
+        source: OURS,
+    }
+}
+
+/// Every registered model, in listing order.
+pub fn all() -> Vec<ModelSpec> {
+    use Backbone::*;
+    use TokensType::*;
+    vec![
+        t2t("t2t_vit_7", Performer, (256, 7, 4, 2.0), Standard),
+        t2t("t2t_vit_10", Performer, (256, 10, 4, 2.0), Standard),
+        t2t("t2t_vit_12", Performer, (256, 12, 4, 2.0), Standard),
+        t2t("t2t_vit_14", Performer, (384, 14, 6, 3.0), Standard),
+        t2t("t2t_vit_19", Performer, (448, 19, 7, 3.0), Standard),
+        t2t("t2t_vit_24", Performer, (512, 24, 8, 3.0), Standard),
+        t2t("t2t_vit_t_14", Transformer, (384, 14, 6, 3.0), Standard),
+        t2t("t2t_vit_t_19", Transformer, (448, 19, 7, 3.0), Standard),
+        t2t("t2t_vit_t_24", Transformer, (512, 24, 8, 3.0), Standard),
+        t2t(
+            "t2t_vit_14_resnext",
+            Performer,
+            (384, 14, 32, 3.0),
+            Standard,
+        ),
+        t2t("t2t_vit_14_wide", Performer, (768, 4, 12, 3.0), Standard),
+        t2t("t2t_vit_14_se", Performer, (384, 14, 6, 3.0), SqueezeExcite),
+        // Upstream leaves depth at its default 12; only the drop-path schedule reads it.
+        t2t(
+            "t2t_vit_dense",
+            Performer,
+            (128, 12, 8, 2.0),
+            Dense {
+                growth_rate: 64,
+                stages: vec![3, 6, 6, 4],
+            },
+        ),
+        t2t("t2t_vit_16_ghost", Performer, (384, 16, 6, 3.0), Ghost),
+        t2t_cifar("t2t_vit_7_cifar", (256, 7, 4, 2.0)),
+        t2t_cifar("t2t_vit_14_cifar", (384, 14, 6, 3.0)),
+    ]
+}
+
+/// Looks a name up, suggesting the closest registered names when it is unknown.
+pub fn find(name: &str) -> Result<ModelSpec, ModelError> {
+    let specs = all();
+    if let Some(spec) = specs.iter().find(|s| s.name == name) {
+        return Ok(spec.clone());
+    }
+    let mut ranked: Vec<(usize, &str)> = specs
+        .iter()
+        .map(|s| (edit_distance(name, s.name), s.name))
+        .collect();
+    ranked.sort();
+    let limit = (name.len() / 3).max(3);
+    let suggestions = ranked
+        .iter()
+        .filter(|(d, _)| *d <= limit)
+        .take(3)
+        .map(|(_, n)| n.to_string())
+        .collect();
+    Err(ModelError::UnknownModel {
+        name: name.to_string(),
+        suggestions,
+    })
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_suggest_the_closest() {
+        let err = find("t2t_vit_13").unwrap_err().to_string();
+        assert!(
+            err.contains("t2t_vit_12") && err.contains("t2t_vit_14"),
+            "{err}"
+        );
+        assert!(find("resnet50")
+            .unwrap_err()
+            .to_string()
+            .starts_with("unknown model 'resnet50'"));
+    }
+
+    #[test]
+    fn edit_distance_matches_hand_counts() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("t2t_vit_7", "t2t_vit_7"), 0);
+    }
+
+    #[test]
+    fn kwargs_override_and_validate() {
+        let mut config = find("t2t_vit_7").unwrap().config;
+        config
+            .apply_kwargs(&[
+                "tokens_type=transformer",
+                "embed_dim=384",
+                "depth=2",
+                "num_heads=6",
+                "mlp_ratio=3.0",
+            ])
+            .unwrap();
+        let ModelConfig::T2tVit(c) = &config;
+        assert_eq!(
+            (c.tokens_type, c.embed_dim, c.depth, c.num_heads),
+            (TokensType::Transformer, 384, 2, 6)
+        );
+        assert!(config
+            .apply_kwargs(&["img_size=100"])
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of"));
+        assert!(config.apply_kwargs(&["colour=red"]).is_err());
+        assert!(config.apply_kwargs(&["depth"]).is_err());
+    }
+}

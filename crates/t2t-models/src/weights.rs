@@ -1,0 +1,308 @@
+//! Weights in the official PyTorch layout: key names from `state_dict()`,
+//! Linear weights `[out, in]`, stored as safetensors.
+//!
+//! A burn parameter path becomes a PyTorch key through a handful of rules:
+//! enum variants (our dispatch) vanish, LayerNorm's `gamma`/`beta` are
+//! `weight`/`bias`, `nn.Sequential` members are numbered, and burn's
+//! `[in, out]` Linear weights are transposed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::ModelError;
+
+/// A host tensor in PyTorch layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, values: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        Self { shape, values }
+    }
+
+    /// The transpose of a matrix.
+    fn transposed(&self) -> HostTensor {
+        let (rows, cols) = (self.shape[0], self.shape[1]);
+        let mut values = vec![0.0; self.values.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                values[c * rows + r] = self.values[r * cols + c];
+            }
+        }
+        HostTensor::new(vec![cols, rows], values)
+    }
+
+    pub fn from_data(data: TensorData) -> Self {
+        let shape = data.shape().to_vec();
+        let values = data
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("converted to f32");
+        Self::new(shape, values)
+    }
+
+    pub fn to_tensor<const D: usize>(&self, device: &burn::tensor::Device) -> Tensor<D> {
+        Tensor::from_data(
+            TensorData::new(self.values.clone(), self.shape.clone()),
+            device,
+        )
+    }
+}
+
+/// Named tensors, e.g. a PyTorch `state_dict()`, plus the file's metadata.
+#[derive(Clone, Debug, Default)]
+pub struct StateDict {
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// burn field names that PyTorch spells differently: (owning struct, field, key).
+const RENAMES: &[(&str, &str, &str)] = &[
+    ("LayerNorm", "gamma", "weight"),
+    ("LayerNorm", "beta", "bias"),
+    ("PerformerMlp", "fc1", "0"),
+    ("PerformerMlp", "fc2", "2"),
+    ("ExcitationMlp", "reduce", "0"),
+    ("ExcitationMlp", "expand", "2"),
+];
+
+/// Fields whose contents sit directly in their parent in PyTorch.
+const FLATTENED: &[(&str, &str)] = &[("DenseBlock", "block")];
+
+/// Builds PyTorch keys while a visitor walks the module tree.
+#[derive(Default)]
+struct KeyPath {
+    /// (key segment or None when elided, owning container)
+    segments: Vec<(Option<String>, String)>,
+}
+
+impl KeyPath {
+    fn enter(&mut self, name: &str, container: &str) {
+        let owner = container.strip_prefix("Struct:").unwrap_or(container);
+        let segment = if container.starts_with("Enum:") || FLATTENED.contains(&(owner, name)) {
+            None
+        } else {
+            let renamed = RENAMES
+                .iter()
+                .find(|(o, field, _)| *o == owner && *field == name)
+                .map(|(_, _, key)| *key);
+            Some(renamed.unwrap_or(name).to_string())
+        };
+        self.segments.push((segment, owner.to_string()));
+    }
+
+    fn exit(&mut self) {
+        self.segments.pop();
+    }
+
+    fn key(&self) -> String {
+        let parts: Vec<&str> = self
+            .segments
+            .iter()
+            .filter_map(|(s, _)| s.as_deref())
+            .collect();
+        parts.join(".")
+    }
+
+    /// burn stores Linear weights `[in, out]`, PyTorch `[out, in]`.
+    fn is_linear_weight(&self) -> bool {
+        matches!(self.segments.last(), Some((Some(s), owner)) if s == "weight" && owner == "Linear")
+    }
+}
+
+/// The model's parameters under their PyTorch names and layout.
+pub fn state_dict<M: Module>(model: &M) -> StateDict {
+    struct Collector {
+        path: KeyPath,
+        tensors: BTreeMap<String, HostTensor>,
+    }
+    impl ModuleVisitor for Collector {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let tensor = HostTensor::from_data(param.val().into_data());
+            let tensor = if self.path.is_linear_weight() {
+                tensor.transposed()
+            } else {
+                tensor
+            };
+            self.tensors.insert(self.path.key(), tensor);
+        }
+    }
+    let mut collector = Collector {
+        path: KeyPath::default(),
+        tensors: BTreeMap::new(),
+    };
+    model.visit(&mut collector);
+    StateDict {
+        tensors: collector.tensors,
+        metadata: HashMap::new(),
+    }
+}
+
+/// Loads every parameter of `model` from `dict`. Keys starting with `__`
+/// (reference activations) are ignored. Missing, unexpected and wrong-shape
+/// tensors are all reported in one error that names `source`.
+pub fn load_state_dict<M: Module>(
+    model: M,
+    dict: &StateDict,
+    source: &str,
+) -> Result<M, ModelError> {
+    struct Loader<'a> {
+        path: KeyPath,
+        dict: &'a StateDict,
+        used: HashSet<String>,
+        problems: Vec<String>,
+    }
+    impl ModuleMapper for Loader<'_> {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let key = self.path.key();
+            let Some(stored) = self.dict.tensors.get(&key) else {
+                self.problems.push(format!("missing {key}"));
+                return param;
+            };
+            self.used.insert(key.clone());
+            let stored = if self.path.is_linear_weight() && stored.shape.len() == 2 {
+                stored.transposed()
+            } else {
+                stored.clone()
+            };
+            let expected = param.lazy_shape().to_vec();
+            if stored.shape != expected {
+                let shown = |s: &[usize]| {
+                    if self.path.is_linear_weight() {
+                        vec![s[1], s[0]]
+                    } else {
+                        s.to_vec()
+                    }
+                };
+                self.problems.push(format!(
+                    "{key} has shape {:?}, the model needs {:?}",
+                    shown(&stored.shape),
+                    shown(&expected)
+                ));
+                return param;
+            }
+            param.map(|old| {
+                let loaded = stored.to_tensor::<D>(&old.device());
+                loaded.set_require_grad(old.is_require_grad())
+            })
+        }
+    }
+    let mut loader = Loader {
+        path: KeyPath::default(),
+        dict,
+        used: HashSet::new(),
+        problems: Vec::new(),
+    };
+    let model = model.map(&mut loader);
+    let mut problems = loader.problems;
+    problems.extend(
+        dict.tensors
+            .keys()
+            .filter(|k| !k.starts_with("__") && !loader.used.contains(*k))
+            .map(|k| format!("unexpected {k}")),
+    );
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        Err(ModelError::WeightsMismatch {
+            path: source.to_string(),
+            problems,
+        })
+    }
+}
+
+fn file_error(path: &Path, reason: impl ToString) -> ModelError {
+    ModelError::WeightsFile {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads every tensor of a safetensors file, converting floats to f32.
+pub fn read_safetensors(path: &Path) -> Result<StateDict, ModelError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let dtype = match view.dtype() {
+            Dtype::F32 => DType::F32,
+            Dtype::F64 => DType::F64,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(file_error(
+                    path,
+                    format!("tensor {name} has dtype {other:?}; only float tensors are weights"),
+                ))
+            }
+        };
+        let shape = view.shape().to_vec();
+        let data = TensorData::from_bytes_vec(view.data().to_vec(), shape, dtype);
+        tensors.insert(name, HostTensor::from_data(data));
+    }
+    Ok(StateDict {
+        tensors,
+        metadata: header.metadata().clone().unwrap_or_default(),
+    })
+}
+
+/// Writes a safetensors file through a temporary file and a rename, so that
+/// an interrupted write never leaves a truncated file under `path`.
+pub fn write_safetensors(path: &Path, dict: &StateDict) -> Result<(), ModelError> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = dict
+        .tensors
+        .iter()
+        .map(|(name, t)| {
+            let raw = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), raw, t.shape.clone())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, raw, shape)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), raw).expect("sizes match");
+            (name.as_str(), view)
+        })
+        .collect::<Vec<_>>();
+    let metadata = (!dict.metadata.is_empty()).then(|| dict.metadata.clone());
+    let encoded = safetensors::serialize(views, &metadata).map_err(|e| file_error(path, e))?;
+    write_atomically(path, &encoded)
+}
+
+/// Writes `bytes` to `path` via a sibling temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| file_error(path, "not a file path"))?
+        .to_string_lossy();
+    let temp = path.with_file_name(format!(".{file_name}.tmp"));
+    std::fs::write(&temp, bytes).map_err(|e| file_error(path, e))?;
+    std::fs::rename(&temp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        file_error(path, e)
+    })
+}
