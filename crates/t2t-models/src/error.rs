@@ -14,7 +14,7 @@ pub enum ModelError {
     BadConfig(String),
     #[error("{path}: {reason}")]
     WeightsFile { path: String, reason: String },
-    #[error("{path}: weights do not fit the model: {}", .problems.join("; "))]
+    #[error("{path}: weights do not fit the model: {}", summarize(.problems))]
     WeightsMismatch { path: String, problems: Vec<String> },
 }
 
@@ -24,4 +24,14 @@ fn did_you_mean(suggestions: &[String]) -> String {
     } else {
         format!("; did you mean {}?", suggestions.join(", "))
     }
+}
+
+/// The first few problems, and how many more there are.
+fn summarize(problems: &[String]) -> String {
+    const SHOWN: usize = 6;
+    let mut text = problems[..problems.len().min(SHOWN)].join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!("; and {} more", problems.len() - SHOWN));
+    }
+    text
 }

@@ -10,14 +10,10 @@ use t2t_models::parity::{compare, merge_weights};
 use t2t_models::registry::{self, ModelConfig};
 use t2t_models::weights::{load_state_dict, read_safetensors, StateDict};
 
+mod common;
+
 fn fixture(name: &str) -> Option<PathBuf> {
-    let Some(root) = std::env::var_os("T2T_FIXTURES") else {
-        eprintln!("skipped: T2T_FIXTURES is not set");
-        return None;
-    };
-    let path = PathBuf::from(root).join("t2t").join(name);
-    assert!(path.is_file(), "fixture {} is missing", path.display());
-    Some(path)
+    common::fixture("t2t", name)
 }
 
 /// The configuration a golden file was made with, from its metadata.

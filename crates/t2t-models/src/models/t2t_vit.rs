@@ -146,7 +146,7 @@ impl T2tVitConfig {
 
     pub fn validate(&self) -> Result<(), ModelError> {
         let stride = self.total_stride();
-        if self.img_size == 0 || self.img_size % stride != 0 {
+        if self.img_size == 0 || !self.img_size.is_multiple_of(stride) {
             return Err(ModelError::BadConfig(format!(
                 "image size {} is not a positive multiple of the total soft-split stride {stride}",
                 self.img_size

@@ -26,6 +26,8 @@ pub struct Transition {
 }
 
 /// One entry of the dense model's `blocks` list.
+// Built once per model; the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum DenseLayer {
     Block(DenseBlock),

@@ -1,0 +1,165 @@
+//! The `t2t` binary as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn t2t(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_t2t"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn last_json(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().expect("some output")).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn fixture(folder: &str, name: &str) -> Option<PathBuf> {
+    let Some(root) = std::env::var_os("T2T_FIXTURES") else {
+        eprintln!("skipped: T2T_FIXTURES is not set");
+        return None;
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(root)
+        .join(folder)
+        .join(name);
+    assert!(path.is_file(), "fixture {} is missing", path.display());
+    Some(path)
+}
+
+#[test]
+fn verify_passes_on_the_official_fixtures_and_fails_past_tolerance() {
+    let Some(weights) = fixture("t2t", "t2t_vit_7.safetensors") else {
+        return;
+    };
+    let reference = fixture("t2t", "t2t_vit_7_384.safetensors").unwrap();
+    let (weights, reference) = (weights.to_str().unwrap(), reference.to_str().unwrap());
+
+    let out = t2t(&["verify", "t2t_vit_7", "--weights", weights, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = last_json(&out);
+    assert_eq!(report["passed"], true);
+    assert!(report["max_abs_diff"]["logits"].as_f64().unwrap() < 1e-5);
+
+    let out = t2t(&[
+        "verify",
+        "t2t_vit_7",
+        "--img-size",
+        "384",
+        "--weights",
+        weights,
+        "--reference",
+        reference,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(last_json(&out)["passed"], true);
+
+    let out = t2t(&[
+        "verify",
+        "t2t_vit_7",
+        "--weights",
+        weights,
+        "--atol",
+        "1e-9",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(last_json(&out)["passed"], false);
+}
+
+#[test]
+fn stressed_fixtures_verify_with_model_kwargs() {
+    let Some(file) = fixture("t2t", "t2t_vit_t_7_d2_stress.safetensors") else {
+        return;
+    };
+    let file = file.to_str().unwrap();
+    let args = [
+        "verify",
+        "t2t_vit_7",
+        "--model-kwargs",
+        "tokens_type=transformer",
+        "depth=2",
+        "--weights",
+        file,
+        "--atol",
+        "1e-3",
+        "--json",
+    ];
+    let out = t2t(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The wrong T2T layer type must not load at all.
+    let out = t2t(&[
+        "verify",
+        "t2t_vit_7",
+        "--model-kwargs",
+        "depth=2",
+        "--weights",
+        file,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("missing tokens_to_token.attention1.kqv.weight"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn info_reports_official_counts_in_json() {
+    let out = t2t(&["info", "t2t_vit_14", "--img-size", "384", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = last_json(&out);
+    assert_eq!(r["params_all"], 21_691_470);
+    assert_eq!(r["params_trainable"], 21_465_806);
+    let macs = r["macs"].as_f64().unwrap();
+    assert!((macs / 16.42e9 - 1.0).abs() < 0.01, "{macs}");
+    let stages: Vec<&str> = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["tokens_to_token", "blocks", "head"]);
+}
+
+#[test]
+fn bad_input_gets_one_line_errors() {
+    for (args, needle) in [
+        (
+            vec!["info", "t2t_vit_13"],
+            "did you mean t2t_vit_10, t2t_vit_12, t2t_vit_14",
+        ),
+        (
+            vec!["info", "t2t_vit_7", "--img-size", "100"],
+            "multiple of the total soft-split stride 16",
+        ),
+        (
+            vec!["info", "t2t_vit_7", "--model-kwargs", "depth"],
+            "'depth' is not key=value",
+        ),
+        (
+            vec![
+                "verify",
+                "t2t_vit_7",
+                "--weights",
+                "/no/such/file.safetensors",
+            ],
+            "/no/such/file.safetensors",
+        ),
+    ] {
+        let out = t2t(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+    }
+}
