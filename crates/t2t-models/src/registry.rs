@@ -4,11 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::{Backbone, Model, SplitSpec, T2tVitConfig, TokensType};
+use crate::layers::FastAttentionConfig;
+use crate::models::{Backbone, Mixer, Model, SplitSpec, T2tVitConfig, TokensType, VitConfig};
 use crate::ModelError;
 
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+pub const INCEPTION_MEAN: [f64; 3] = [0.5, 0.5, 0.5];
+pub const INCEPTION_STD: [f64; 3] = [0.5, 0.5, 0.5];
 pub const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR_STD: [f64; 3] = [0.2023, 0.1994, 0.2010];
 
@@ -32,6 +35,14 @@ impl DataConfig {
         }
     }
 
+    fn inception() -> Self {
+        Self {
+            mean: INCEPTION_MEAN,
+            std: INCEPTION_STD,
+            ..Self::imagenet()
+        }
+    }
+
     fn cifar() -> Self {
         Self {
             mean: CIFAR_MEAN,
@@ -47,30 +58,36 @@ impl DataConfig {
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum ModelConfig {
     T2tVit(T2tVitConfig),
+    /// ViT, and FViT when its mixer is additive attention.
+    Vit(VitConfig),
 }
 
 impl ModelConfig {
     pub fn init(&self, device: &burn::tensor::Device) -> Result<Model, ModelError> {
         match self {
             ModelConfig::T2tVit(c) => c.init(device),
+            ModelConfig::Vit(c) => c.init(device),
         }
     }
 
     pub fn validate(&self) -> Result<(), ModelError> {
         match self {
             ModelConfig::T2tVit(c) => c.validate(),
+            ModelConfig::Vit(c) => c.validate(),
         }
     }
 
     pub fn img_size(&self) -> usize {
         match self {
             ModelConfig::T2tVit(c) => c.img_size,
+            ModelConfig::Vit(c) => c.img_size,
         }
     }
 
     pub fn num_classes(&self) -> usize {
         match self {
             ModelConfig::T2tVit(c) => c.num_classes,
+            ModelConfig::Vit(c) => c.num_classes,
         }
     }
 
@@ -83,6 +100,7 @@ impl ModelConfig {
                 .ok_or_else(|| ModelError::BadKwarg(format!("'{kwarg}' is not key=value")))?;
             match self {
                 ModelConfig::T2tVit(c) => apply_t2t_kwarg(c, key.trim(), value.trim())?,
+                ModelConfig::Vit(c) => apply_vit_kwarg(c, key.trim(), value.trim())?,
             }
         }
         self.validate()
@@ -128,6 +146,41 @@ fn apply_t2t_kwarg(c: &mut T2tVitConfig, key: &str, value: &str) -> Result<(), M
                  attn_drop_rate, drop_path_rate)"
             )))
         }
+    }
+    Ok(())
+}
+
+fn apply_vit_kwarg(c: &mut VitConfig, key: &str, value: &str) -> Result<(), ModelError> {
+    match key {
+        "img_size" => c.img_size = parse(key, value)?,
+        "patch_size" => c.patch_size = parse(key, value)?,
+        "in_chans" => c.in_chans = parse(key, value)?,
+        "num_classes" => c.num_classes = parse(key, value)?,
+        "embed_dim" => c.embed_dim = parse(key, value)?,
+        "depth" => c.depth = parse(key, value)?,
+        "num_heads" => c.num_heads = parse(key, value)?,
+        "mlp_ratio" => c.mlp_ratio = parse(key, value)?,
+        "qkv_bias" => c.qkv_bias = parse_bool(key, value)?,
+        "drop_rate" => c.drop_rate = parse(key, value)?,
+        "attn_drop_rate" => c.attn_drop_rate = parse(key, value)?,
+        "drop_path_rate" => c.drop_path_rate = parse(key, value)?,
+        "value_proj" | "per_head_scores" => {
+            let Mixer::Additive(fast) = &mut c.mixer else {
+                return Err(ModelError::BadKwarg(format!(
+                    "{key} applies to FViT models only"
+                )));
+            };
+            let flag = parse_bool(key, value)?;
+            match key {
+                "value_proj" => fast.value_proj = flag,
+                _ => fast.per_head_scores = flag,
+            }
+        }
+        _ => return Err(ModelError::BadKwarg(format!(
+            "unknown key '{key}' (known: img_size, patch_size, in_chans, num_classes, embed_dim, \
+                 depth, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate, \
+                 and for FViT value_proj, per_head_scores)"
+        ))),
     }
     Ok(())
 }
@@ -191,6 +244,21 @@ fn t2t(
     }
 }
 
+/// A ViT for 32×32 images with 4×4 patches (64 tokens + cls): 7 layers of
+/// width 384, 12 heads, MLP ratio 1, about 6.3M parameters, the configuration
+/// of the known ~90%-on-CIFAR-10 from-scratch recipes (omihub777/ViT-CIFAR).
+fn vit_cifar() -> ModelSpec {
+    let mut config = VitConfig::new(4, 384, 7, 12, 1.0);
+    config.img_size = 32;
+    config.num_classes = 10;
+    ModelSpec {
+        name: "vit_cifar",
+        config: ModelConfig::Vit(config),
+        data: DataConfig::cifar(),
+        source: OURS,
+    }
+}
+
 fn t2t_cifar(name: &'static str, dims: (usize, usize, usize, f64)) -> ModelSpec {
     let (embed_dim, depth, heads, mlp_ratio) = dims;
     let mut config = T2tVitConfig::new(TokensType::Performer, embed_dim, depth, heads, mlp_ratio)
@@ -203,6 +271,36 @@ fn t2t_cifar(name: &'static str, dims: (usize, usize, usize, f64)) -> ModelSpec 
         data: DataConfig::cifar(),
         source: OURS,
     }
+}
+
+const TIMM: &str = "timm VisionTransformer";
+const FVIT: &str = "FViT (Fastformer additive attention in ViT)";
+
+fn vit(
+    name: &'static str,
+    img_size: usize,
+    patch: usize,
+    dims: (usize, usize, usize),
+) -> ModelSpec {
+    let (embed_dim, depth, heads) = dims;
+    let mut config = VitConfig::new(patch, embed_dim, depth, heads, 4.0);
+    config.img_size = img_size;
+    ModelSpec {
+        name,
+        config: ModelConfig::Vit(config),
+        data: DataConfig::inception(),
+        source: TIMM,
+    }
+}
+
+/// FViT-B: ViT-B with the official Fastformer attention (V = Q, dense scores).
+fn fvit(name: &'static str, img_size: usize, patch: usize) -> ModelSpec {
+    let mut spec = vit(name, img_size, patch, (768, 12, 12));
+    if let ModelConfig::Vit(c) = &mut spec.config {
+        c.mixer = Mixer::Additive(FastAttentionConfig::default());
+    }
+    spec.source = FVIT;
+    spec
 }
 
 /// Every registered model, in listing order.
@@ -240,6 +338,16 @@ pub fn all() -> Vec<ModelSpec> {
         t2t("t2t_vit_16_ghost", Performer, (384, 16, 6, 3.0), Ghost),
         t2t_cifar("t2t_vit_7_cifar", (256, 7, 4, 2.0)),
         t2t_cifar("t2t_vit_14_cifar", (384, 14, 6, 3.0)),
+        vit("vit_tiny_patch16_224", 224, 16, (192, 12, 3)),
+        vit("vit_small_patch16_224", 224, 16, (384, 12, 6)),
+        vit("vit_small_patch32_224", 224, 32, (384, 12, 6)),
+        vit("vit_base_patch16_224", 224, 16, (768, 12, 12)),
+        vit("vit_base_patch32_224", 224, 32, (768, 12, 12)),
+        vit("vit_base_patch16_384", 384, 16, (768, 12, 12)),
+        vit_cifar(),
+        fvit("fvit_base_patch16_224", 224, 16),
+        fvit("fvit_base_patch16_384", 384, 16),
+        fvit("fvit_base_patch32_224", 224, 32),
     ]
 }
 
@@ -319,7 +427,9 @@ mod tests {
                 "mlp_ratio=3.0",
             ])
             .unwrap();
-        let ModelConfig::T2tVit(c) = &config;
+        let ModelConfig::T2tVit(c) = &config else {
+            unreachable!()
+        };
         assert_eq!(
             (c.tokens_type, c.embed_dim, c.depth, c.num_heads),
             (TokensType::Transformer, 384, 2, 6)

@@ -73,6 +73,8 @@ const RENAMES: &[(&str, &str, &str)] = &[
     ("PerformerMlp", "fc2", "2"),
     ("ExcitationMlp", "reduce", "0"),
     ("ExcitationMlp", "expand", "2"),
+    ("FastformerAttention", "self_attention", "self"),
+    ("ResidualOutput", "layer_norm", "LayerNorm"),
 ];
 
 /// Fields whose contents sit directly in their parent in PyTorch.

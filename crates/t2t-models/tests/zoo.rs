@@ -111,3 +111,42 @@ fn image_sizes_must_tile_the_soft_splits() {
         "a 32x32 image gives an 8x8 grid"
     );
 }
+
+#[test]
+fn vit_and_fvit_complexity() {
+    // name, params (timm, rounded to 10k), fvcore GMACs at the native size
+    for (name, params_m, gmacs) in [
+        ("vit_tiny_patch16_224", 5.72, 1.26),
+        ("vit_small_patch16_224", 22.05, 4.61),
+        ("vit_small_patch32_224", 22.88, 1.15),
+        ("vit_base_patch16_224", 86.57, 17.58),
+        ("vit_base_patch32_224", 88.22, 4.41),
+        ("vit_base_patch16_384", 86.86, 55.54),
+    ] {
+        let r = report(name, &registry::find(name).unwrap().config).unwrap();
+        assert!(
+            (r.params_all as f64 / 1e6 - params_m).abs() < 0.006,
+            "{name}: {}",
+            r.params_all
+        );
+        assert_gmacs(name, r.macs, gmacs);
+    }
+    let vit = info("vit_base_patch16_384", 384);
+    assert_gmacs("ViT-B/16@384 weights only", vit.macs_no_attn_matmul, 49.35);
+
+    // The FViT paper's table counts weights only: 79M and 45.2 GFLOPs for
+    // FViT-B/16 at 384, plus 0.22M params / 0.13 GMACs of the two score layers
+    // per block that its arithmetic leaves out (REFERENCE.md §3.5).
+    let fvit = info("fvit_base_patch16_384", 384);
+    let params_m = fvit.params_all as f64 / 1e6;
+    assert!((79.5..=80.1).contains(&params_m), "{params_m}");
+    assert_gmacs(
+        "FViT-B/16@384 weights only",
+        fvit.macs_no_attn_matmul,
+        45.27 + 0.13,
+    );
+    assert!(
+        fvit.macs < vit.macs_no_attn_matmul,
+        "additive attention removes one HxH matrix per layer"
+    );
+}

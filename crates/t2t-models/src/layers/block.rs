@@ -1,8 +1,8 @@
 use burn::module::Module;
 use burn::nn::LayerNorm;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
-use super::{layer_norm_macs, Attention, DropPath, Mlp, Sublayer};
+use super::{layer_norm, layer_norm_macs, Attention, DropPath, Mlp, Sublayer};
 use crate::complexity::Macs;
 
 /// Pre-norm transformer block:
@@ -16,6 +16,19 @@ pub struct Block<A = Attention, M = Mlp> {
     pub drop_path: DropPath,
     pub norm2: LayerNorm,
     pub mlp: M,
+}
+
+impl<A: Sublayer, M: Sublayer> Block<A, M> {
+    /// A block of width `dim` around `attn` and `mlp`, LayerNorm epsilon `eps`.
+    pub fn new(dim: usize, attn: A, mlp: M, drop_path: f64, eps: f64, device: &Device) -> Self {
+        Self {
+            norm1: layer_norm(dim, eps, device),
+            attn,
+            drop_path: DropPath::new(drop_path),
+            norm2: layer_norm(dim, eps, device),
+            mlp,
+        }
+    }
 }
 
 impl<A: Sublayer, M: Sublayer> Sublayer for Block<A, M> {

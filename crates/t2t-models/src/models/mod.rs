@@ -2,9 +2,11 @@
 
 mod t2t_vit;
 mod t2t_vit_dense;
+mod vit;
 
 pub use t2t_vit::{Backbone, SplitSpec, T2tModule, T2tVit, T2tVitConfig, TokenLayer, TokensType};
 pub use t2t_vit_dense::{DenseBlock, DenseLayer, Transition};
+pub use vit::{FastVisionTransformer, Mixer, VisionTransformer, VitConfig};
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, LayerNorm, Linear};
@@ -20,6 +22,8 @@ pub enum Model {
     T2tVit(T2tVit),
     T2tVitGhost(T2tVit<Block<GhostAttention, GhostMlp>>),
     T2tVitDense(T2tVit<DenseLayer>),
+    Vit(VisionTransformer),
+    Fvit(FastVisionTransformer),
 }
 
 /// MACs of one named part of a model.
@@ -41,6 +45,8 @@ impl Model {
             Model::T2tVit(m) => m.forward_tapped(images, taps),
             Model::T2tVitGhost(m) => m.forward_tapped(images, taps),
             Model::T2tVitDense(m) => m.forward_tapped(images, taps),
+            Model::Vit(m) => m.forward_tapped(images, taps),
+            Model::Fvit(m) => m.forward_tapped(images, taps),
         }
     }
 
@@ -50,6 +56,8 @@ impl Model {
             Model::T2tVit(m) => m.stages(),
             Model::T2tVitGhost(m) => m.stages(),
             Model::T2tVitDense(m) => m.stages(),
+            Model::Vit(m) => m.stages(),
+            Model::Fvit(m) => m.stages(),
         }
     }
 }
@@ -127,4 +135,24 @@ pub(crate) fn class_token(width: usize, device: &burn::tensor::Device) -> Param<
         device,
     );
     Param::from_tensor(values)
+}
+
+/// Drop-path rate of each of `count` blocks, rising linearly from 0 to `max`.
+pub(crate) fn drop_path_rates(max: f64, count: usize) -> Vec<f64> {
+    (0..count)
+        .map(|i| match count {
+            1 => 0.0,
+            _ => max * i as f64 / (count - 1) as f64,
+        })
+        .collect()
+}
+
+/// Every dropout-like rate must be a probability below 1.
+pub(crate) fn check_rates(rates: &[(&str, f64)]) -> Result<(), crate::ModelError> {
+    match rates.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
+        Some((name, p)) => Err(crate::ModelError::BadConfig(format!(
+            "{name} {p} is not in [0, 1)"
+        ))),
+        None => Ok(()),
+    }
 }

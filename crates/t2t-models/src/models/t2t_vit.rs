@@ -14,10 +14,12 @@ use super::{backbone_stages, class_token, classify_tokens, frozen, DenseLayer, M
 use crate::complexity::Macs;
 use crate::layers::{
     dropout, layer_norm, linear, linear_macs, sinusoid_table, tokens_to_image, AttentionConfig,
-    Block, DropPath, GhostAttention, GhostMlp, Mlp, SoftSplit, Sublayer, TokenPerformer,
-    TokenTransformer,
+    Block, GhostAttention, GhostMlp, Mlp, SoftSplit, Sublayer, TokenPerformer, TokenTransformer,
 };
 use crate::{ModelError, Taps};
+
+/// T2T-ViT's LayerNorm epsilon (PyTorch's default).
+const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// Which layer re-weights the tokens between soft splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,32 +178,15 @@ impl T2tVitConfig {
                 "the ghost MLP exists only for mlp_ratio 3".to_string(),
             ));
         }
-        for (name, p) in [
+        super::check_rates(&[
             ("drop_rate", self.drop_rate),
             ("attn_drop_rate", self.attn_drop_rate),
             ("drop_path_rate", self.drop_path_rate),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(ModelError::BadConfig(format!(
-                    "{name} {p} is not in [0, 1)"
-                )));
-            }
-        }
-        Ok(())
+        ])
     }
 
     fn mlp_hidden(&self) -> usize {
         (self.embed_dim as f64 * self.mlp_ratio) as usize
-    }
-
-    /// Drop-path rate of each block, rising linearly from 0.
-    fn drop_path_rates(&self, count: usize) -> Vec<f64> {
-        (0..count)
-            .map(|i| match count {
-                1 => 0.0,
-                _ => self.drop_path_rate * i as f64 / (count - 1) as f64,
-            })
-            .collect()
     }
 
     fn attention(&self, dim: usize) -> AttentionConfig {
@@ -218,18 +203,14 @@ impl T2tVitConfig {
 
     pub(crate) fn block(&self, dim: usize, drop_path: f64, device: &Device) -> Block {
         let hidden = (dim as f64 * self.mlp_ratio) as usize;
-        Block {
-            norm1: layer_norm(dim, 1e-5, device),
-            attn: self.attention(dim).init(device),
-            drop_path: DropPath::new(drop_path),
-            norm2: layer_norm(dim, 1e-5, device),
-            mlp: Mlp::new(dim, hidden, dim, self.drop_rate, device),
-        }
+        let attn = self.attention(dim).init(device);
+        let mlp = Mlp::new(dim, hidden, dim, self.drop_rate, device);
+        Block::new(dim, attn, mlp, drop_path, LAYER_NORM_EPS, device)
     }
 
     pub fn init(&self, device: &Device) -> Result<Model, ModelError> {
         self.validate()?;
-        let dpr = self.drop_path_rates(self.depth);
+        let dpr = super::drop_path_rates(self.drop_path_rate, self.depth);
         let model = match &self.backbone {
             Backbone::Standard | Backbone::SqueezeExcite => {
                 let blocks = dpr
@@ -239,34 +220,26 @@ impl T2tVitConfig {
                 Model::T2tVit(self.assemble(blocks, self.embed_dim, device))
             }
             Backbone::Ghost => {
+                let dim = self.embed_dim;
+                let scale = self
+                    .qk_scale
+                    .unwrap_or(((dim / self.num_heads) as f64).powf(-0.5));
                 let blocks = dpr
                     .iter()
                     .map(|&p| {
-                        let scale = self
-                            .qk_scale
-                            .unwrap_or(((self.embed_dim / self.num_heads) as f64).powf(-0.5));
-                        Block {
-                            norm1: layer_norm(self.embed_dim, 1e-5, device),
-                            attn: GhostAttention::new(
-                                self.embed_dim,
-                                self.num_heads,
-                                self.qkv_bias,
-                                scale,
-                                device,
-                            ),
-                            drop_path: DropPath::new(p),
-                            norm2: layer_norm(self.embed_dim, 1e-5, device),
-                            mlp: GhostMlp::new(self.embed_dim, self.drop_rate, device),
-                        }
+                        let attn =
+                            GhostAttention::new(dim, self.num_heads, self.qkv_bias, scale, device);
+                        let mlp = GhostMlp::new(dim, self.drop_rate, device);
+                        Block::new(dim, attn, mlp, p, LAYER_NORM_EPS, device)
                     })
                     .collect();
-                Model::T2tVitGhost(self.assemble(blocks, self.embed_dim, device))
+                Model::T2tVitGhost(self.assemble(blocks, dim, device))
             }
             Backbone::Dense {
                 growth_rate,
                 stages,
             } => {
-                let stage_rates = self.drop_path_rates(self.depth);
+                let stage_rates = super::drop_path_rates(self.drop_path_rate, self.depth);
                 let layers = DenseLayer::stack(self, *growth_rate, stages, &stage_rates, device);
                 let out_width = *dense_widths(self.embed_dim, *growth_rate, stages)
                     .last()
@@ -291,7 +264,7 @@ impl T2tVitConfig {
             pos_embed: frozen(sinusoid_table(tokens + 1, self.embed_dim, device)),
             pos_drop: dropout(self.drop_rate),
             blocks,
-            norm: layer_norm(out_width, 1e-5, device),
+            norm: layer_norm(out_width, LAYER_NORM_EPS, device),
             head: (self.num_classes > 0).then(|| linear(out_width, self.num_classes, true, device)),
             img_size: self.img_size,
         }
