@@ -14,8 +14,8 @@ fn input(device: &Device) -> Tensor<3> {
 }
 
 fn outputs_match(a: &FastAttention, b: &FastAttention, x: Tensor<3>) -> f64 {
-    let ya: Vec<f32> = a.forward(x.clone()).into_data().to_vec().unwrap();
-    let yb: Vec<f32> = b.forward(x).into_data().to_vec().unwrap();
+    let ya: Vec<f32> = a.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let yb: Vec<f32> = b.forward(x).into_data().try_to_vec::<f32>().unwrap();
     max_abs_diff(&ya, &yb)
 }
 
@@ -60,7 +60,7 @@ fn per_head_scores_equal_a_block_diagonal_dense_layer() {
     };
     // Dense weights [H, heads] (burn layout [in, out]) that read only each head's own slice.
     let block_diagonal = |w: &Tensor<2>| {
-        let w: Vec<f32> = w.to_data().to_vec().unwrap();
+        let w: Vec<f32> = w.to_data().try_to_vec::<f32>().unwrap();
         let mut dense = vec![0.0f32; DIM * HEADS];
         for h in 0..HEADS {
             for j in 0..head_dim {
