@@ -21,6 +21,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Run reference inputs through a model and compare with reference activations.
     Verify(VerifyArgs),
+    /// Measure throughput (median of timed runs after warm-up) and peak memory.
+    Bench(BenchArgs),
 }
 
 /// Which model to build.
@@ -71,6 +73,22 @@ pub struct VerifyArgs {
     /// Largest accepted absolute difference.
     #[arg(long, default_value_t = 1e-4)]
     pub atol: f64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Untimed runs before measuring.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
     #[arg(long)]
     pub json: bool,
 }

@@ -1,3 +1,4 @@
+mod bench;
 mod info;
 mod models;
 mod verify;
@@ -14,6 +15,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(args) => models::run(args),
         Command::Info(args) => info::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,60 @@
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use burn::tensor::{Device, Distribution, Tensor};
+use serde_json::json;
+
+use super::{print_json, resolve_model};
+use crate::cli::BenchArgs;
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    ensure!(args.iters > 0, "--iters must be at least 1");
+    let spec = resolve_model(&args.model)?;
+    let device = Device::default();
+    let model = spec.config.init(&device)?;
+    let size = spec.config.img_size();
+    let images = Tensor::<4>::random([args.batch_size, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let step = || {
+        // Reading the result back waits for the whole computation.
+        model.forward(images.clone()).into_data();
+    };
+    for _ in 0..args.warmup {
+        step();
+    }
+    let mut times_ms: Vec<f64> = (0..args.iters)
+        .map(|_| {
+            let start = Instant::now();
+            step();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times_ms.sort_by(f64::total_cmp);
+    let median = times_ms[times_ms.len() / 2];
+    let img_per_s = args.batch_size as f64 / (median / 1e3);
+    let peak_rss_mb = peak_rss_mb();
+    if args.json {
+        print_json(&json!({
+            "model": spec.name, "img_size": size, "batch_size": args.batch_size, "mode": "inference",
+            "img_per_s": img_per_s, "ms_per_batch": median, "times_ms": times_ms, "peak_rss_mb": peak_rss_mb,
+        }));
+    } else {
+        println!(
+            "{} {size}px batch {}: {median:.1} ms/batch (median of {}), {img_per_s:.2} img/s, peak RSS {}",
+            spec.name,
+            args.batch_size,
+            args.iters,
+            peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0} MB")),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident set (Linux `VmHWM`).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
