@@ -176,11 +176,13 @@ fn apply_vit_kwarg(c: &mut VitConfig, key: &str, value: &str) -> Result<(), Mode
                 _ => fast.per_head_scores = flag,
             }
         }
-        _ => return Err(ModelError::BadKwarg(format!(
+        _ => {
+            return Err(ModelError::BadKwarg(format!(
             "unknown key '{key}' (known: img_size, patch_size, in_chans, num_classes, embed_dim, \
                  depth, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate, \
                  and for FViT value_proj, per_head_scores)"
-        ))),
+        )))
+        }
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ impl HostTensor {
     }
 
     /// The transpose of a matrix.
-    fn transposed(&self) -> HostTensor {
+    pub fn transposed(&self) -> HostTensor {
         let (rows, cols) = (self.shape[0], self.shape[1]);
         let mut values = vec![0.0; self.values.len()];
         for r in 0..rows {
@@ -121,13 +121,29 @@ impl KeyPath {
     }
 }
 
-/// The model's parameters under their PyTorch names and layout.
-pub fn state_dict<M: Module>(model: &M) -> StateDict {
-    struct Collector {
+/// Walks a module's parameters, telling each one's PyTorch key.
+pub trait KeyedVisitor {
+    /// `linear_weight`: the tensor is a burn Linear weight `[in, out]`, the
+    /// transpose of PyTorch's layout.
+    fn visit<const D: usize>(&mut self, key: &str, linear_weight: bool, param: &Param<Tensor<D>>);
+}
+
+/// Rebuilds a module's parameters, telling each one's PyTorch key.
+pub trait KeyedMapper {
+    fn map<const D: usize>(
+        &mut self,
+        key: &str,
+        linear_weight: bool,
+        param: Param<Tensor<D>>,
+    ) -> Param<Tensor<D>>;
+}
+
+pub fn visit_keyed<M: Module, V: KeyedVisitor>(module: &M, visitor: &mut V) {
+    struct Adapter<'a, V> {
         path: KeyPath,
-        tensors: BTreeMap<String, HostTensor>,
+        inner: &'a mut V,
     }
-    impl ModuleVisitor for Collector {
+    impl<V: KeyedVisitor> ModuleVisitor for Adapter<'_, V> {
         fn enter_module(&mut self, name: &str, container: &str) {
             self.path.enter(name, container);
         }
@@ -135,22 +151,62 @@ pub fn state_dict<M: Module>(model: &M) -> StateDict {
             self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.inner
+                .visit(&self.path.key(), self.path.is_linear_weight(), param);
+        }
+    }
+    module.visit(&mut Adapter {
+        path: KeyPath::default(),
+        inner: visitor,
+    });
+}
+
+pub fn map_keyed<M: Module, F: KeyedMapper>(module: M, mapper: &mut F) -> M {
+    struct Adapter<'a, F> {
+        path: KeyPath,
+        inner: &'a mut F,
+    }
+    impl<F: KeyedMapper> ModuleMapper for Adapter<'_, F> {
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let key = self.path.key();
+            self.inner.map(&key, self.path.is_linear_weight(), param)
+        }
+    }
+    module.map(&mut Adapter {
+        path: KeyPath::default(),
+        inner: mapper,
+    })
+}
+
+/// The model's parameters under their PyTorch names and layout.
+pub fn state_dict<M: Module>(model: &M) -> StateDict {
+    struct Collector(BTreeMap<String, HostTensor>);
+    impl KeyedVisitor for Collector {
+        fn visit<const D: usize>(
+            &mut self,
+            key: &str,
+            linear_weight: bool,
+            param: &Param<Tensor<D>>,
+        ) {
             let tensor = HostTensor::from_data(param.val().into_data());
-            let tensor = if self.path.is_linear_weight() {
+            let tensor = if linear_weight {
                 tensor.transposed()
             } else {
                 tensor
             };
-            self.tensors.insert(self.path.key(), tensor);
+            self.0.insert(key.to_string(), tensor);
         }
     }
-    let mut collector = Collector {
-        path: KeyPath::default(),
-        tensors: BTreeMap::new(),
-    };
-    model.visit(&mut collector);
+    let mut collector = Collector(BTreeMap::new());
+    visit_keyed(model, &mut collector);
     StateDict {
-        tensors: collector.tensors,
+        tensors: collector.0,
         metadata: HashMap::new(),
     }
 }
@@ -164,26 +220,23 @@ pub fn load_state_dict<M: Module>(
     source: &str,
 ) -> Result<M, ModelError> {
     struct Loader<'a> {
-        path: KeyPath,
         dict: &'a StateDict,
         used: HashSet<String>,
         problems: Vec<String>,
     }
-    impl ModuleMapper for Loader<'_> {
-        fn enter_module(&mut self, name: &str, container: &str) {
-            self.path.enter(name, container);
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.exit();
-        }
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let key = self.path.key();
-            let Some(stored) = self.dict.tensors.get(&key) else {
+    impl KeyedMapper for Loader<'_> {
+        fn map<const D: usize>(
+            &mut self,
+            key: &str,
+            linear_weight: bool,
+            param: Param<Tensor<D>>,
+        ) -> Param<Tensor<D>> {
+            let Some(stored) = self.dict.tensors.get(key) else {
                 self.problems.push(format!("missing {key}"));
                 return param;
             };
-            self.used.insert(key.clone());
-            let stored = if self.path.is_linear_weight() && stored.shape.len() == 2 {
+            self.used.insert(key.to_string());
+            let stored = if linear_weight && stored.shape.len() == 2 {
                 stored.transposed()
             } else {
                 stored.clone()
@@ -191,7 +244,7 @@ pub fn load_state_dict<M: Module>(
             let expected = param.lazy_shape().to_vec();
             if stored.shape != expected {
                 let shown = |s: &[usize]| {
-                    if self.path.is_linear_weight() {
+                    if linear_weight {
                         vec![s[1], s[0]]
                     } else {
                         s.to_vec()
@@ -211,12 +264,11 @@ pub fn load_state_dict<M: Module>(
         }
     }
     let mut loader = Loader {
-        path: KeyPath::default(),
         dict,
         used: HashSet::new(),
         problems: Vec::new(),
     };
-    let model = model.map(&mut loader);
+    let model = map_keyed(model, &mut loader);
     let mut problems = loader.problems;
     problems.extend(
         dict.tensors
@@ -241,7 +293,7 @@ fn file_error(path: &Path, reason: impl ToString) -> ModelError {
     }
 }
 
-/// Reads every tensor of a safetensors file, converting floats to f32.
+/// Reads every tensor of a safetensors file, converted to f32.
 pub fn read_safetensors(path: &Path) -> Result<StateDict, ModelError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
@@ -255,10 +307,13 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, ModelError> {
             Dtype::F64 => DType::F64,
             Dtype::F16 => DType::F16,
             Dtype::BF16 => DType::BF16,
+            Dtype::I64 => DType::I64,
+            Dtype::I32 => DType::I32,
+            Dtype::U8 => DType::U8,
             other => {
                 return Err(file_error(
                     path,
-                    format!("tensor {name} has dtype {other:?}; only float tensors are weights"),
+                    format!("tensor {name} has unsupported dtype {other:?}"),
                 ))
             }
         };

@@ -14,7 +14,11 @@ fn input(device: &Device) -> Tensor<3> {
 }
 
 fn outputs_match(a: &FastAttention, b: &FastAttention, x: Tensor<3>) -> f64 {
-    let ya: Vec<f32> = a.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let ya: Vec<f32> = a
+        .forward(x.clone())
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let yb: Vec<f32> = b.forward(x).into_data().try_to_vec::<f32>().unwrap();
     max_abs_diff(&ya, &yb)
 }

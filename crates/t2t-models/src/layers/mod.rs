@@ -74,3 +74,18 @@ pub(crate) fn linear_macs(layer: &Linear, tokens: usize) -> Macs {
 pub(crate) fn layer_norm_macs(width: usize, tokens: usize) -> Macs {
     Macs::norms((5 * tokens * width) as u64)
 }
+
+/// Switches every dropout and drop-path of `module` on (training) or off
+/// (evaluation) without leaving the autodiff device.
+pub fn set_stochastic<M: Module>(module: M, training: bool) -> M {
+    struct Switch(bool);
+    impl burn::module::ModuleMapper for Switch {
+        fn map_flag(
+            &mut self,
+            flag: burn::module::Param<burn::module::Flag>,
+        ) -> burn::module::Param<burn::module::Flag> {
+            flag.with_value(self.0)
+        }
+    }
+    module.map(&mut Switch(training))
+}
