@@ -3,7 +3,45 @@
 //! smoothing and mixup targets, global-norm clipping, gradient accumulation,
 //! model EMA, checkpoints that resume exactly.
 
+pub mod checkpoint;
+pub mod ema;
 pub mod grads;
 pub mod loss;
+pub mod metrics;
 pub mod optim;
+pub mod report;
 pub mod schedule;
+pub mod trainer;
+
+use std::path::Path;
+
+use t2t_models::ModelError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Checkpoint(String),
+    #[error("{0}")]
+    Data(String),
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("loss is {value} at step {step} (epoch {epoch}, batch {batch}); stopped, the last checkpoint is kept")]
+    NonFinite {
+        step: u64,
+        epoch: usize,
+        batch: usize,
+        value: f64,
+    },
+}
+
+impl TrainError {
+    pub fn io(path: &Path, error: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        }
+    }
+}

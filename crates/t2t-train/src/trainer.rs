@@ -1,0 +1,454 @@
+//! The training loop: micro-batches → accumulated gradients → clipping →
+//! AdamW → EMA, with per-iteration learning rates, evaluation after every
+//! epoch, and checkpoints that resume exactly (mid-epoch included).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use t2t_models::layers::set_stochastic;
+use t2t_models::weights::load_state_dict;
+use t2t_models::{Model, ModelConfig};
+
+use crate::checkpoint::{self, TrainState};
+use crate::ema::ModelEma;
+use crate::grads::Gradients;
+use crate::loss::soft_target_cross_entropy;
+use crate::metrics::{EpochRow, EvalAccumulator, EvalMetrics};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::report;
+use crate::schedule::CosineSchedule;
+use crate::TrainError;
+
+/// A batch on the host: normalised images `[B, C, H, W]`, class labels and
+/// the target distribution `[B, classes]` (smoothed or mixed).
+pub struct HostBatch {
+    pub images: Vec<f32>,
+    pub shape: [usize; 4],
+    pub labels: Vec<usize>,
+    pub targets: Vec<f32>,
+    pub classes: usize,
+}
+
+impl HostBatch {
+    fn images(&self, device: &Device) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(self.images.clone(), self.shape), device)
+    }
+
+    fn targets(&self, device: &Device) -> Tensor<2> {
+        Tensor::from_data(
+            TensorData::new(self.targets.clone(), [self.shape[0], self.classes]),
+            device,
+        )
+    }
+}
+
+/// Where batches come from. Batch `i` of epoch `e` must be the same on every
+/// call, so that a resumed run sees exactly the data it would have seen.
+pub trait BatchSource {
+    fn batches_per_epoch(&self) -> usize;
+    fn epoch(&self, epoch: usize, start_batch: usize) -> Box<dyn Iterator<Item = HostBatch> + '_>;
+    /// Samples skipped as unreadable since the last call.
+    fn take_skipped(&self) -> usize {
+        0
+    }
+}
+
+/// Progress of one optimizer step, for display.
+pub struct StepReport {
+    pub epoch: usize,
+    pub total_epochs: usize,
+    pub batch: usize,
+    pub batches: usize,
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub img_per_s: f64,
+}
+
+/// Receives progress; the command line draws it.
+pub trait Observer {
+    fn step(&mut self, report: &StepReport);
+    fn epoch(&mut self, row: &EpochRow);
+    fn message(&mut self, text: &str);
+}
+
+/// The recipe knobs the loop needs.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    pub epochs: usize,
+    pub cooldown_epochs: usize,
+    pub warmup_epochs: usize,
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup_lr: f64,
+    pub optim: AdamWConfig,
+    pub grad_accum_steps: usize,
+    pub clip_grad: Option<f64>,
+    pub model_ema_decay: Option<f64>,
+    pub seed: u64,
+}
+
+/// Options that do not change the result of a run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Save `last` every this many optimizer steps.
+    pub recovery_interval: Option<u64>,
+    /// End the run after this many optimizer steps in total, leaving a
+    /// resumable checkpoint.
+    pub stop_after_steps: Option<u64>,
+}
+
+pub struct Trainer {
+    pub model: Model,
+    pub ema: Option<ModelEma>,
+    pub optim: AdamW,
+    pub state: TrainState,
+    pub output: PathBuf,
+    device: Device,
+    options: RunOptions,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Finished,
+    Stopped { step: u64 },
+}
+
+impl Trainer {
+    /// A fresh run of `model` (built on an autodiff device).
+    pub fn new(
+        model: Model,
+        model_name: &str,
+        model_config: ModelConfig,
+        recipe: &Recipe,
+        batches_per_epoch: usize,
+        output: &Path,
+        options: RunOptions,
+    ) -> Self {
+        let steps_per_epoch = batches_per_epoch.div_ceil(recipe.grad_accum_steps) as u64;
+        let schedule = CosineSchedule {
+            lr: recipe.lr,
+            min_lr: recipe.min_lr,
+            warmup_lr: recipe.warmup_lr,
+            warmup_steps: recipe.warmup_epochs as u64 * steps_per_epoch,
+            cosine_steps: recipe.epochs as u64 * steps_per_epoch,
+        };
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .expect("a model lives on a device");
+        let ema = recipe
+            .model_ema_decay
+            .map(|decay| ModelEma::new(&model, decay));
+        Self {
+            model: set_stochastic(model, true),
+            ema,
+            optim: AdamW::new(recipe.optim),
+            state: TrainState {
+                model_name: model_name.to_string(),
+                model_config,
+                seed: recipe.seed,
+                total_epochs: recipe.epochs + recipe.cooldown_epochs,
+                schedule,
+                optim: recipe.optim,
+                grad_accum_steps: recipe.grad_accum_steps.max(1),
+                epoch: 0,
+                next_batch: 0,
+                step: 0,
+                epoch_loss_sum: 0.0,
+                epoch_loss_count: 0,
+                history: Vec::new(),
+                best_top1: None,
+                clip_grad: recipe.clip_grad,
+                ema_decay: recipe.model_ema_decay,
+            },
+            output: output.to_path_buf(),
+            device,
+            options,
+        }
+    }
+
+    /// Continues the run saved at `path` (a run directory or checkpoint file).
+    pub fn resume(path: &Path, device: &Device, options: RunOptions) -> Result<Self, TrainError> {
+        let loaded = checkpoint::load(path)?;
+        let state = loaded.state;
+        let source = path.display().to_string();
+        let model = load_state_dict(state.model_config.init(device)?, &loaded.weights, &source)?;
+        let ema = match (&loaded.ema, state.ema_decay) {
+            (Some(weights), Some(decay)) => Some(ModelEma {
+                model: load_state_dict(
+                    state.model_config.init(&device.clone().inner())?,
+                    weights,
+                    &source,
+                )?,
+                decay,
+            }),
+            _ => None,
+        };
+        let mut optim = AdamW::new(state.optim);
+        optim.load_state(
+            loaded.optimizer_steps,
+            &loaded.moments,
+            &device.clone().inner(),
+        );
+        let output = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        Ok(Self {
+            model: set_stochastic(model, true),
+            ema,
+            optim,
+            state,
+            output,
+            device: device.clone(),
+            options,
+        })
+    }
+
+    pub fn run(
+        &mut self,
+        train: &dyn BatchSource,
+        val: Option<&dyn BatchSource>,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome, TrainError> {
+        std::fs::create_dir_all(&self.output).map_err(|e| TrainError::io(&self.output, e))?;
+        let batches = train.batches_per_epoch();
+        if batches == 0 {
+            return Err(TrainError::Data(
+                "the training set gives no batch (fewer images than the batch size?)".into(),
+            ));
+        }
+        while self.state.epoch < self.state.total_epochs {
+            let stopped_inside = self.train_epoch(train, batches, observer)?;
+            if !stopped_inside {
+                self.finish_epoch(train, val, observer)?;
+            }
+            if self.stop_due() && self.state.epoch < self.state.total_epochs {
+                return Ok(Outcome::Stopped {
+                    step: self.state.step,
+                });
+            }
+        }
+        Ok(Outcome::Finished)
+    }
+
+    /// Trains the rest of the current epoch; true when the run stops inside it.
+    fn train_epoch(
+        &mut self,
+        train: &dyn BatchSource,
+        batches: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<bool, TrainError> {
+        let accum = self.state.grad_accum_steps;
+        let mut iterator = train.epoch(self.state.epoch, self.state.next_batch);
+        while self.state.next_batch < batches {
+            let group = accum.min(batches - self.state.next_batch);
+            let started = Instant::now();
+            let (mut grads, mut images, mut loss_sum) = (Gradients::default(), 0, 0.0);
+            for micro in 0..group {
+                let batch = iterator.next().ok_or_else(|| {
+                    TrainError::Data("the loader ended before the epoch did".into())
+                })?;
+                let loss = self.micro_step(&batch, micro, group, &mut grads)?;
+                loss_sum += loss;
+                images += batch.shape[0];
+            }
+            let lr = self.state.schedule.lr_at(self.state.step);
+            if let Some(max_norm) = self.state.clip_grad {
+                grads.clip_global_norm(max_norm);
+            }
+            self.model = self.optim.step(self.model.clone(), &grads, lr, &|_| 1.0);
+            if let Some(ema) = &mut self.ema {
+                ema.update(&self.model);
+            }
+            self.state.step += 1;
+            self.state.next_batch += group;
+            self.state.epoch_loss_sum += loss_sum;
+            self.state.epoch_loss_count += group;
+            let loss = loss_sum / group as f64;
+            self.log_step(loss, lr)?;
+            observer.step(&StepReport {
+                epoch: self.state.epoch,
+                total_epochs: self.state.total_epochs,
+                batch: self.state.next_batch,
+                batches,
+                step: self.state.step,
+                loss,
+                lr,
+                img_per_s: images as f64 / started.elapsed().as_secs_f64(),
+            });
+            if self.state.next_batch < batches && (self.stop_due() || self.recovery_due()) {
+                self.save("last")?;
+                if self.stop_due() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn stop_due(&self) -> bool {
+        self.options
+            .stop_after_steps
+            .is_some_and(|n| self.state.step >= n)
+    }
+
+    fn recovery_due(&self) -> bool {
+        self.options
+            .recovery_interval
+            .is_some_and(|n| self.state.step.is_multiple_of(n))
+    }
+
+    /// Forward and backward of one micro-batch; adds its gradients (scaled
+    /// by 1/group) to `grads` and returns its loss.
+    fn micro_step(
+        &mut self,
+        batch: &HostBatch,
+        micro: usize,
+        group: usize,
+        grads: &mut Gradients,
+    ) -> Result<f64, TrainError> {
+        // Dropout and drop-path masks depend only on (seed, step, micro-batch).
+        self.device
+            .seed(mix(&[self.state.seed, self.state.step, micro as u64]));
+        let logits = self.model.forward(batch.images(&self.device));
+        let loss = soft_target_cross_entropy(logits, batch.targets(&self.device));
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: self.state.step + 1,
+                epoch: self.state.epoch,
+                batch: self.state.next_batch + micro,
+                value,
+            });
+        }
+        let scaled = if group > 1 {
+            loss.div_scalar(group as f64)
+        } else {
+            loss
+        };
+        grads.accumulate(Gradients::collect(&self.model, &scaled.backward()));
+        Ok(value)
+    }
+
+    fn finish_epoch(
+        &mut self,
+        train: &dyn BatchSource,
+        val: Option<&dyn BatchSource>,
+        observer: &mut dyn Observer,
+    ) -> Result<(), TrainError> {
+        let skipped = train.take_skipped();
+        if skipped > 0 {
+            observer.message(&format!(
+                "epoch {}: skipped {skipped} unreadable images",
+                self.state.epoch
+            ));
+        }
+        let eval = match val {
+            Some(val) => evaluate(&self.model.valid(), val),
+            None => EvalMetrics::default(),
+        };
+        let ema = match (val, &self.ema) {
+            (Some(val), Some(ema)) => Some(evaluate(&ema.model, val)),
+            _ => None,
+        };
+        let row = EpochRow {
+            epoch: self.state.epoch,
+            train_loss: self.state.epoch_loss_sum / self.state.epoch_loss_count.max(1) as f64,
+            eval,
+            lr: self.state.schedule.lr_at(self.state.step.saturating_sub(1)),
+            ema,
+        };
+        observer.epoch(&row);
+        let top1 = row.ema.unwrap_or(row.eval).top1;
+        let improved = val.is_some() && self.state.best_top1.is_none_or(|best| top1 > best);
+        self.state.history.push(row);
+        self.state.epoch += 1;
+        self.state.next_batch = 0;
+        self.state.epoch_loss_sum = 0.0;
+        self.state.epoch_loss_count = 0;
+        if improved {
+            self.state.best_top1 = Some(top1);
+        }
+        report::write_summary(&self.output, &self.state.history)?;
+        if let Err(e) = report::plot_curves(&self.output.join("curves.png"), &self.state.history) {
+            observer.message(&format!("curves.png not drawn: {e}"));
+        }
+        self.save("last")?;
+        if improved {
+            self.save("best")?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, name: &str) -> Result<(), TrainError> {
+        checkpoint::save(
+            &self.output,
+            name,
+            &self.model,
+            self.ema.as_ref().map(|e| &e.model),
+            &self.optim,
+            &self.state,
+        )
+    }
+
+    /// Appends `step,epoch,batch,loss,lr` to `train_log.csv`.
+    fn log_step(&self, loss: f64, lr: f64) -> Result<(), TrainError> {
+        let path = self.output.join("train_log.csv");
+        let new = !path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        let header = if new {
+            "step,epoch,batch,loss,lr\n"
+        } else {
+            ""
+        };
+        writeln!(
+            file,
+            "{header}{},{},{},{loss},{lr}",
+            self.state.step, self.state.epoch, self.state.next_batch
+        )
+        .map_err(|e| TrainError::io(&path, e))
+    }
+}
+
+/// Top-1, top-5 and cross entropy (hard labels) of `model` over `source`.
+pub fn evaluate(model: &Model, source: &dyn BatchSource) -> EvalMetrics {
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("a model lives on a device");
+    let mut acc = EvalAccumulator::default();
+    for batch in source.epoch(0, 0) {
+        let logits = model.forward(batch.images(&device));
+        let one_hot = crate::loss::smoothed_targets(&batch.labels, batch.classes, 0.0, &device);
+        let loss = soft_target_cross_entropy(logits.clone(), one_hot).into_scalar::<f32>() as f64;
+        acc.add(loss, logits, &batch.labels);
+    }
+    acc.finish()
+}
+
+/// A well-mixed 64-bit seed from several numbers (splitmix64 steps).
+pub fn mix(parts: &[u64]) -> u64 {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for &part in parts {
+        state = (state ^ part).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        state = z ^ (z >> 31);
+    }
+    state
+}
