@@ -1,0 +1,193 @@
+//! Loader determinism, resumption, batching and skipping of bad samples.
+
+mod common;
+
+use std::sync::Arc;
+
+use t2t_data::transforms::TrainTransform;
+use t2t_data::{
+    Batch, DataError, Dataset, Image, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
+    Synthetic, Transform,
+};
+
+/// Sample `i` is a 1x1 image of value `i` with label `i`.
+struct Indexed(usize);
+
+impl Dataset for Indexed {
+    fn len(&self) -> usize {
+        self.0
+    }
+    fn num_classes(&self) -> usize {
+        self.0
+    }
+    fn class_names(&self) -> Vec<String> {
+        (0..self.0).map(|i| i.to_string()).collect()
+    }
+    fn get(&self, index: usize) -> Result<(Image, usize), DataError> {
+        Ok((Image::new(1, 1, vec![index as u8; 3]), index))
+    }
+}
+
+/// The full T2T recipe at a small size: RRC, flip, RandAugment, erasing,
+/// mixup/cutmix and smoothing, shuffled.
+fn train_config(workers: usize) -> LoaderConfig {
+    LoaderConfig {
+        workers,
+        shuffle: true,
+        seed: 7,
+        transform: Transform::Train(TrainTransform {
+            reprob: 0.5,
+            ..TrainTransform::default()
+        }),
+        mixup: Some(MixupConfig::default()),
+        smoothing: 0.1,
+        ..LoaderConfig::new(6, 16, 10)
+    }
+}
+
+fn synthetic() -> Arc<dyn Dataset> {
+    Arc::new(Synthetic::new(Split::Train, 40, 24, 3))
+}
+
+fn collect(loader: &Loader, epoch: usize, start: usize) -> Vec<Batch> {
+    loader.epoch(epoch, start).collect()
+}
+
+#[test]
+fn batches_do_not_depend_on_the_worker_count() {
+    let reference = collect(&Loader::new(synthetic(), train_config(1)).unwrap(), 2, 0);
+    assert_eq!(reference.len(), 7);
+    for workers in [0, 3] {
+        let loader = Loader::new(synthetic(), train_config(workers)).unwrap();
+        assert!(
+            collect(&loader, 2, 0) == reference,
+            "{workers} workers differ"
+        );
+    }
+    // A new loader with the same seed repeats itself; another epoch differs.
+    let loader = Loader::new(synthetic(), train_config(2)).unwrap();
+    assert!(collect(&loader, 2, 0) == reference);
+    assert!(collect(&loader, 3, 0) != reference);
+}
+
+#[test]
+fn a_resumed_epoch_yields_the_remaining_batches() {
+    let loader = Loader::new(synthetic(), train_config(3)).unwrap();
+    let full = collect(&loader, 1, 0);
+    for start in [1, 4, 6] {
+        let resumed = collect(&loader, 1, start);
+        assert!(resumed == full[start..], "resuming at {start}");
+        assert_eq!(resumed[0].index, start);
+    }
+    assert!(loader.epoch(1, 7).next().is_none());
+}
+
+#[test]
+fn batches_have_the_promised_shapes_and_targets() {
+    let loader = Loader::new(synthetic(), train_config(2)).unwrap();
+    assert_eq!(loader.batches_per_epoch(), 7);
+    let batches = collect(&loader, 0, 0);
+    let sizes: Vec<usize> = batches.iter().map(|b| b.batch_size).collect();
+    assert_eq!(sizes, [6, 6, 6, 6, 6, 6, 4]);
+    for batch in &batches {
+        assert_eq!(batch.images.len(), batch.batch_size * 3 * 16 * 16);
+        assert_eq!(batch.targets.len(), batch.batch_size * 10);
+        assert!(batch.images.iter().all(|v| v.is_finite()));
+        for row in batch.targets.chunks_exact(10) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+    let dropped = Loader::new(
+        synthetic(),
+        LoaderConfig {
+            drop_last: true,
+            ..train_config(2)
+        },
+    );
+    assert_eq!(dropped.unwrap().batches_per_epoch(), 6);
+}
+
+#[test]
+fn a_shuffled_epoch_is_a_permutation() {
+    let config = LoaderConfig {
+        shuffle: true,
+        smoothing: 0.1,
+        ..LoaderConfig::new(8, 1, 50)
+    };
+    let loader = Loader::new(Arc::new(Indexed(50)), config).unwrap();
+    let labels = |epoch| -> Vec<usize> { loader.epoch(epoch, 0).flat_map(|b| b.labels).collect() };
+    let first = labels(0);
+    assert_ne!(first, (0..50).collect::<Vec<_>>());
+    let mut sorted = first.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    assert_ne!(labels(1), first);
+    // Without mixup the targets are the smoothed one-hot rows.
+    let batch = loader.epoch(0, 0).next().unwrap();
+    let (on, off) = (1.0 - 0.1 + 0.1 / 50.0, 0.1 / 50.0);
+    for (row, &label) in batch.targets.chunks_exact(50).zip(&batch.labels) {
+        for (class, &t) in row.iter().enumerate() {
+            let want = if class == label { on } else { off };
+            assert!((t - want).abs() < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn too_few_classes_is_an_error_naming_the_flag() {
+    let error = Loader::new(synthetic(), LoaderConfig::new(4, 16, 5))
+        .err()
+        .unwrap();
+    assert_eq!(
+        error.to_string(),
+        "--num-classes \"5\": the dataset has 10 classes"
+    );
+}
+
+#[test]
+fn a_corrupt_image_is_replaced_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    for (class, names) in [
+        ("a", ["1.png", "2.png", "3.jpg"]),
+        ("b", ["1.png", "2.png", "3.png"]),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            let path = dir.path().join(class).join(name);
+            if name.ends_with(".jpg") {
+                common::write_corrupt(&path);
+            } else {
+                common::write_image(&path, 6 + i as u32, 5, i as u8);
+            }
+        }
+    }
+    let dataset = Arc::new(ImageFolder::open(dir.path(), None).unwrap());
+    let config = LoaderConfig {
+        transform: Transform::Eval {
+            crop_pct: 1.0,
+            filter: t2t_data::transforms::Filter::Bicubic,
+        },
+        ..LoaderConfig::new(4, 5, 2)
+    };
+    for workers in [0, 2] {
+        let loader = Loader::new(
+            dataset.clone(),
+            LoaderConfig {
+                workers,
+                ..config.clone()
+            },
+        )
+        .unwrap();
+        let batches = collect(&loader, 0, 0);
+        let skipped: usize = batches.iter().map(|b| b.skipped).sum();
+        assert_eq!(skipped, 1);
+        assert_eq!(batches[0].skipped, 1);
+        // Sample 2 (a/3.jpg) is replaced by the next in order, b/1.png.
+        let labels: Vec<usize> = batches.iter().flat_map(|b| b.labels.clone()).collect();
+        assert_eq!(labels, [0, 0, 1, 1, 1, 1]);
+        let sample = 3 * 5 * 5;
+        assert_eq!(
+            batches[0].images[2 * sample..3 * sample],
+            batches[0].images[3 * sample..4 * sample]
+        );
+    }
+}
