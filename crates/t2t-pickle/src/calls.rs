@@ -182,15 +182,12 @@ fn latin1(nodes: &[Node], args: &[Id]) -> Result<Node, ErrorKind> {
 
 /// A `numpy.dtype(code, align, copy)` object, with the byte order its state sets.
 fn numpy_dtype(nodes: &[Node], id: Id) -> Result<DType, ErrorKind> {
-    let Node::Object(dtype) = &nodes[id] else {
-        return Err(malformed("numpy array dtype is not a numpy.dtype"));
+    let dtype = match &nodes[id] {
+        Node::Object(object) if object.global.is("numpy", "dtype") => object,
+        _ => return Err(malformed("numpy array dtype is not a numpy.dtype")),
     };
-    let Some(&code) = dtype
-        .args
-        .first()
-        .filter(|_| dtype.global.is("numpy", "dtype"))
-    else {
-        return Err(malformed("numpy array dtype is not a numpy.dtype"));
+    let Some(&code) = dtype.args.first() else {
+        return Err(malformed("numpy.dtype without a type code"));
     };
     let code = string(nodes, code)?;
     let parsed = DType::from_numpy(code)

@@ -19,7 +19,7 @@ pub struct PickleError {
 pub enum ErrorKind {
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("not a readable zip archive: {0}")]
+    #[error("damaged or truncated zip archive: {0}")]
     Zip(#[from] zip::result::ZipError),
     #[error("not a checkpoint: neither a torch zip archive nor a pickle")]
     UnknownFormat,

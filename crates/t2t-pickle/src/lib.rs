@@ -52,31 +52,29 @@ pub fn state_dicts(value: &Value) -> Vec<(String, Vec<(String, Tensor)>)> {
 }
 
 /// Picks the weights: EMA (`state_dict_ema`, then `model_ema`) unless
-/// `no_ema`, else `state_dict`/`model`/`net`/bare. Returns the key used.
-/// Error (one line, naming the file) when nothing loadable is found.
+/// `no_ema`, then `state_dict`/`model`/`net`/bare, so a checkpoint without
+/// EMA weights loads its raw ones. Returns the key used. Error (one line,
+/// naming the file) when nothing loadable is found.
 pub fn load_weights(
     path: &Path,
     no_ema: bool,
 ) -> Result<(String, Vec<(String, Tensor)>), PickleError> {
     let value = read_value(path)?;
-    let raw = RAW_KEYS.iter().chain([&BARE]);
-    let preference: Vec<&str> = if no_ema {
-        raw.copied().collect()
-    } else {
-        EMA_KEYS.iter().chain(raw).copied().collect()
-    };
+    let ema: &[&str] = if no_ema { &[] } else { &EMA_KEYS };
     let found = tensor_dicts(&value);
-    preference
+    let chosen = ema
         .iter()
-        .find_map(|wanted| found.iter().find(|(key, _)| key == wanted))
-        .map(|(key, entries)| ((*key).to_owned(), named_tensors(entries)))
-        .ok_or_else(|| {
-            let looked_for = format!(
-                "{} or a bare name -> tensor dict",
-                preference[..preference.len() - 1].join(", ")
-            );
-            ErrorKind::NoWeights(looked_for).at(path)
-        })
+        .chain(&RAW_KEYS)
+        .chain([&BARE])
+        .find_map(|wanted| found.iter().find(|(key, _)| key == wanted));
+    match chosen {
+        Some((key, entries)) => Ok(((*key).to_owned(), named_tensors(entries))),
+        None => {
+            let keys = [ema, &RAW_KEYS].concat().join(", ");
+            let looked_for = format!("{keys} or a bare name -> tensor dict");
+            Err(ErrorKind::NoWeights(looked_for).at(path))
+        }
+    }
 }
 
 /// Whether `path` is a Paddle checkpoint, whose 2-D Linear weights are
