@@ -4,6 +4,8 @@
 //! model EMA, checkpoints that resume exactly.
 
 pub mod checkpoint;
+pub mod config;
+pub mod data;
 pub mod ema;
 pub mod grads;
 pub mod loss;
@@ -22,8 +24,12 @@ use thiserror::Error;
 pub enum TrainError {
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Dataset(#[from] t2t_data::DataError),
     #[error("{0}")]
     Checkpoint(String),
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Data(String),
     #[error("{path}: {reason}")]

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,6 +22,10 @@ pub enum Command {
     Info(InfoArgs),
     /// Run reference inputs through a model and compare with reference activations.
     Verify(VerifyArgs),
+    /// Train a model (default: a small T2T-ViT on the built-in dataset).
+    Train(Box<TrainArgs>),
+    /// Top-1, top-5 and loss of a checkpoint on a dataset.
+    Validate(ValidateArgs),
     /// Measure throughput (median of timed runs after warm-up) and peak memory.
     Bench(BenchArgs),
 }
@@ -89,6 +94,209 @@ pub struct BenchArgs {
     /// Timed runs; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `t2t train`. Every setting left out comes from the config file (`-c`),
+/// else from the preset; timm's flag names.
+#[derive(Args, Debug, Serialize)]
+pub struct TrainArgs {
+    /// Recipe preset: builtin (default without data), cifar, imagenet.
+    #[arg(long)]
+    #[serde(skip)]
+    pub preset: Option<String>,
+    /// Config file (TOML or YAML) with settings under these flags' names.
+    #[arg(short = 'c', long = "config")]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+    /// Continue a run from its directory or checkpoint, exactly where it stopped.
+    #[arg(long)]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip)]
+    pub json: bool,
+
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_kwargs: Option<Vec<String>>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub img_size: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
+    /// Start from these weights (any importable format).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_checkpoint: Option<PathBuf>,
+    /// synthetic, cifar10, cifar100 or folder.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Dataset root (CIFAR binary folder, or an ImageFolder with train/ and val/).
+    #[arg(long, visible_alias = "data")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_split: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_split: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_map: Option<PathBuf>,
+    /// Images in the built-in dataset's train split.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthetic_train_size: Option<usize>,
+    /// Images in the built-in dataset's test split.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthetic_val_size: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_epochs: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_lr: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_lr: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opt_eps: Option<f64>,
+    #[arg(long, num_args = 2)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opt_betas: Option<Vec<f64>>,
+    /// Clip the global gradient norm (torch's clip_grad_norm_).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_grad: Option<f64>,
+    #[arg(short = 'b', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_accum_steps: Option<usize>,
+    /// pad_crop or rrc.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_transform: Option<String>,
+    #[arg(long, num_args = 2)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Vec<f64>>,
+    #[arg(long, num_args = 2)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<Vec<f64>>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hflip: Option<f64>,
+    /// RandAugment spec, e.g. rand-m9-mstd0.5-inc1 ("" for none).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aa: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color_jitter: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reprob: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smoothing: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutmix: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixup_prob: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixup_switch_prob: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_pct: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_path: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_ema: Option<bool>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_ema_decay: Option<f64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[arg(short = 'j', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    #[arg(short = 'o', long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<PathBuf>,
+    /// Save the `last` checkpoint every N optimizer steps too.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_interval: Option<u64>,
+    /// End the run after N optimizer steps in all, leaving a resumable checkpoint.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_after_steps: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Weights to evaluate (a run's checkpoint, or any importable weights file).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// synthetic, cifar10, cifar100 or folder.
+    #[arg(long, default_value = "folder")]
+    pub dataset: String,
+    /// Dataset root; for folder, the images are under DATA_DIR/SPLIT/<class>/.
+    #[arg(long, visible_alias = "data")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "val")]
+    pub split: String,
+    #[arg(long)]
+    pub class_map: Option<PathBuf>,
+    /// Evaluate the raw weights even when EMA weights are present.
+    #[arg(long)]
+    pub no_ema: bool,
+    #[arg(long)]
+    pub crop_pct: Option<f64>,
+    #[arg(short = 'b', long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Size of the built-in dataset's split (synthetic only).
+    #[arg(long, default_value_t = 1000)]
+    pub synthetic_size: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     #[arg(long)]
     pub json: bool,
 }

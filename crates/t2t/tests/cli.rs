@@ -163,3 +163,76 @@ fn bad_input_gets_one_line_errors() {
         assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
     }
 }
+
+#[test]
+fn train_then_validate_reproduces_the_final_eval_and_resume_finishes_the_run() {
+    let dir = std::env::temp_dir().join(format!("t2t-cli-train-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    let small = [
+        "--epochs",
+        "2",
+        "--synthetic-train-size",
+        "96",
+        "--synthetic-val-size",
+        "64",
+        "-b",
+        "32",
+    ];
+
+    // Interrupted after 4 of the 6 optimizer steps, then resumed.
+    let mut args = vec!["train", "-o", out, "--stop-after-steps", "4", "--json"];
+    args.extend(small);
+    let first = t2t(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(last_json(&first)["finished"], false);
+    let resumed = t2t(&["train", "--resume", out, "--json"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let report = last_json(&resumed);
+    assert_eq!(report["finished"], true);
+    assert_eq!(report["epochs"], 2);
+    for file in [
+        "summary.csv",
+        "curves.png",
+        "config.toml",
+        "last.safetensors",
+        "last-ema.safetensors",
+        "last-state.safetensors",
+        "best.safetensors",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("summary.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+
+    let validate = |extra: &[&str]| {
+        let mut args = vec![
+            "validate",
+            "t2t_vit_lite_cifar",
+            "--checkpoint",
+            out,
+            "--dataset",
+            "synthetic",
+            "--split",
+            "test",
+            "--synthetic-size",
+            "64",
+            "--json",
+        ];
+        args.extend(extra);
+        let out = t2t(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        last_json(&out)
+    };
+    let ema = validate(&[]);
+    assert_eq!(ema["top1"], report["top1"]);
+    assert_eq!(ema["top5"], report["top5"]);
+    assert_eq!(ema["images"], 64);
+    let raw = validate(&["--no-ema"]);
+    assert_eq!(raw["top1"], report["raw_top1"]);
+    std::fs::remove_dir_all(&dir).ok();
+}

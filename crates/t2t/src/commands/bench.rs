@@ -15,7 +15,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let device = Device::default();
     let model = spec.config.init(&device)?;
     let size = spec.config.img_size();
-    let images = Tensor::<4>::random([args.batch_size, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let images = Tensor::<4>::random(
+        [args.batch_size, 3, size, size],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let step = || {
         // Reading the result back waits for the whole computation.
         model.forward(images.clone()).into_data();

@@ -1,12 +1,17 @@
 mod bench;
 mod info;
 mod models;
+mod train;
+mod validate;
 mod verify;
 
 use std::process::ExitCode;
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use t2t_models::registry::{self, ModelSpec};
+use t2t_models::weights::{read_safetensors, StateDict};
 
 use crate::cli::{Cli, Command, ModelArgs};
 
@@ -16,6 +21,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Validate(args) => validate::run(args),
     }
 }
 
@@ -40,4 +47,28 @@ pub fn print_json(value: &serde_json::Value) {
 
 pub fn giga(n: u64) -> String {
     format!("{:.3}G", n as f64 / 1e9)
+}
+
+/// Reads weights: a run directory or checkpoint (its EMA weights when they
+/// exist, unless `no_ema`), or a safetensors file. Returns them with a
+/// description of what was read, which is also printed.
+pub fn load_weights(path: &Path, no_ema: bool) -> Result<(StateDict, String)> {
+    let file = if path.is_dir() {
+        path.join("last.safetensors")
+    } else {
+        path.to_path_buf()
+    };
+    let ema = file
+        .to_str()
+        .and_then(|f| f.strip_suffix(".safetensors"))
+        .map(|stem| PathBuf::from(format!("{stem}-ema.safetensors")))
+        .filter(|ema| ema.is_file() && !no_ema);
+    let (file, which) = match ema {
+        Some(ema) => (ema, "EMA weights"),
+        None => (file, "weights"),
+    };
+    let dict = read_safetensors(&file)?;
+    let source = format!("{} ({which})", file.display());
+    eprintln!("loaded {source}");
+    Ok((dict, source))
 }

@@ -1,0 +1,186 @@
+//! From a [`TrainConfig`] to datasets and loaders.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use t2t_data::transforms::{ColorJitter, Filter, Interpolation, RandAugment, TrainTransform};
+use t2t_data::{
+    CifarDataset, CifarKind, Dataset, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
+    Synthetic, Transform,
+};
+use t2t_models::registry::DataConfig;
+
+use crate::config::{DatasetKind, TrainConfig};
+use crate::trainer::{BatchSource, HostBatch};
+use crate::TrainError;
+
+/// The train and evaluation halves of a dataset.
+pub struct Datasets {
+    pub train: Arc<dyn Dataset>,
+    pub val: Arc<dyn Dataset>,
+}
+
+impl Datasets {
+    pub fn num_classes(&self) -> usize {
+        self.train.num_classes()
+    }
+}
+
+/// One split of a dataset. Splits named `train` are the training halves of
+/// CIFAR and of the built-in set (any other name is their test half); for an
+/// image folder the split is the subfolder.
+pub fn open_split(
+    kind: DatasetKind,
+    root: Option<&Path>,
+    split: &str,
+    class_map: Option<&Path>,
+    synthetic: (usize, usize, u64),
+) -> Result<Arc<dyn Dataset>, TrainError> {
+    let half = if split == "train" {
+        Split::Train
+    } else {
+        Split::Test
+    };
+    let root =
+        || root.ok_or_else(|| TrainError::Config(format!("--dataset {kind:?} needs --data-dir")));
+    Ok(match kind {
+        DatasetKind::Synthetic => {
+            let (len, img_size, seed) = synthetic;
+            Arc::new(Synthetic::new(half, len, img_size, seed))
+        }
+        DatasetKind::Cifar10 => Arc::new(CifarDataset::open(root()?, CifarKind::Cifar10, half)?),
+        DatasetKind::Cifar100 => Arc::new(CifarDataset::open(root()?, CifarKind::Cifar100, half)?),
+        DatasetKind::Folder => Arc::new(ImageFolder::open(&root()?.join(split), class_map)?),
+    })
+}
+
+/// Opens the configured dataset; the built-in one is generated at `img_size`.
+pub fn open_datasets(config: &TrainConfig, img_size: usize) -> Result<Datasets, TrainError> {
+    let open = |split: &str, len: usize| {
+        open_split(
+            config.dataset,
+            config.data_dir.as_deref(),
+            split,
+            config.class_map.as_deref(),
+            (len, img_size, config.seed),
+        )
+    };
+    Ok(Datasets {
+        train: open(&config.train_split, config.synthetic_train_size)?,
+        val: open(&config.val_split, config.synthetic_val_size)?,
+    })
+}
+
+/// The evaluation pipeline of a model: resize to `img_size / crop_pct`,
+/// centre crop, normalise with the model's statistics.
+pub fn eval_loader_config(
+    data: &DataConfig,
+    crop_pct: Option<f64>,
+    batch_size: usize,
+    img_size: usize,
+    classes: usize,
+) -> LoaderConfig {
+    let mut loader = LoaderConfig::new(batch_size, img_size, classes);
+    loader.transform = Transform::Eval {
+        crop_pct: crop_pct.unwrap_or(data.crop_pct),
+        filter: if data.interpolation == "bilinear" {
+            Filter::Bilinear
+        } else {
+            Filter::Bicubic
+        },
+    };
+    loader.mean = data.mean.map(|m| m as f32);
+    loader.std = data.std.map(|s| s as f32);
+    loader
+}
+
+/// The training pipeline of the recipe.
+pub fn train_loader_config(
+    config: &TrainConfig,
+    data: &DataConfig,
+    img_size: usize,
+    classes: usize,
+) -> Result<LoaderConfig, TrainError> {
+    let mut loader = LoaderConfig::new(config.batch_size, img_size, classes);
+    loader.workers = config.workers;
+    loader.seed = config.seed;
+    loader.shuffle = true;
+    loader.drop_last = true;
+    loader.mean = data.mean.map(|m| m as f32);
+    loader.std = data.std.map(|s| s as f32);
+    loader.smoothing = config.smoothing;
+    loader.mixup = (config.mixup > 0.0 || config.cutmix > 0.0).then_some(MixupConfig {
+        mixup_alpha: config.mixup,
+        cutmix_alpha: config.cutmix,
+        prob: config.mixup_prob,
+        switch_prob: config.mixup_switch_prob,
+    });
+    loader.transform = match config.train_transform.as_str() {
+        "pad_crop" => Transform::CifarTrain {
+            pad: 4,
+            flip: config.hflip > 0.0,
+        },
+        "rrc" => {
+            let rand_augment = match config.aa.as_str() {
+                "" => None,
+                spec => Some(RandAugment::parse(spec)?.with_mean(loader.mean)),
+            };
+            Transform::Train(TrainTransform {
+                scale: (config.scale[0], config.scale[1]),
+                ratio: (config.ratio[0], config.ratio[1]),
+                interpolation: Interpolation::Random,
+                hflip: config.hflip,
+                rand_augment,
+                color_jitter: (config.color_jitter > 0.0)
+                    .then(|| ColorJitter::uniform(config.color_jitter as f32)),
+                reprob: config.reprob,
+            })
+        }
+        other => {
+            return Err(TrainError::Config(format!(
+                "--train-transform {other:?}: known transforms are pad_crop and rrc"
+            )))
+        }
+    };
+    Ok(loader)
+}
+
+/// A [`Loader`] as the trainer's batch source.
+pub struct LoaderSource {
+    loader: Loader,
+    skipped: AtomicUsize,
+}
+
+impl LoaderSource {
+    pub fn new(dataset: Arc<dyn Dataset>, config: LoaderConfig) -> Result<Self, TrainError> {
+        Ok(Self {
+            loader: Loader::new(dataset, config)?,
+            skipped: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl BatchSource for LoaderSource {
+    fn batches_per_epoch(&self) -> usize {
+        self.loader.batches_per_epoch()
+    }
+
+    fn epoch(&self, epoch: usize, start_batch: usize) -> Box<dyn Iterator<Item = HostBatch> + '_> {
+        let classes = self.loader.config().num_classes;
+        Box::new(self.loader.epoch(epoch, start_batch).map(move |batch| {
+            self.skipped.fetch_add(batch.skipped, Ordering::Relaxed);
+            HostBatch {
+                shape: [batch.batch_size, 3, batch.img_size, batch.img_size],
+                images: batch.images,
+                labels: batch.labels,
+                targets: batch.targets,
+                classes,
+            }
+        }))
+    }
+
+    fn take_skipped(&self) -> usize {
+        self.skipped.swap(0, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,289 @@
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use t2t_models::weights::load_state_dict;
+use t2t_train::config::{DatasetKind, TrainConfig};
+use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
+use t2t_train::metrics::EpochRow;
+use t2t_train::optim::AdamWConfig;
+use t2t_train::trainer::{Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
+
+use super::{load_weights, print_json, resolve_model};
+use crate::cli::{ModelArgs, TrainArgs};
+
+/// Draws a progress bar per epoch and prints a line per finished epoch.
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Observer for Progress {
+    fn step(&mut self, r: &StepReport) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(r.batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("epoch {}/{}", r.epoch + 1, r.total_epochs));
+            bar
+        });
+        bar.set_position(r.batch as u64);
+        bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {:.0} img/s",
+            r.loss, r.lr, r.img_per_s
+        ));
+    }
+
+    fn epoch(&mut self, row: &EpochRow) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let ema = row
+            .ema
+            .map(|e| format!("  EMA top-1 {:.2} top-5 {:.2}", e.top1, e.top5))
+            .unwrap_or_default();
+        eprintln!(
+            "epoch {:>3}: train loss {:.4}  eval loss {:.4} top-1 {:.2} top-5 {:.2}{ema}  lr {:.2e}",
+            row.epoch + 1,
+            row.train_loss,
+            row.eval.loss,
+            row.eval.top1,
+            row.eval.top5,
+            row.lr
+        );
+    }
+
+    fn message(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+/// The preset when none is named: the built-in run without data, else by dataset.
+fn default_preset(args: &TrainArgs) -> &'static str {
+    match args.dataset.as_deref() {
+        Some("cifar10" | "cifar100") => "cifar",
+        Some("folder") => "imagenet",
+        Some(_) => "builtin",
+        None if args.data_dir.is_some() => "imagenet",
+        None => "builtin",
+    }
+}
+
+/// The model a preset trains when `--model` is not given.
+fn default_model(preset: &str) -> &'static str {
+    match preset {
+        "imagenet" => "t2t_vit_14",
+        "cifar" => "t2t_vit_7_cifar",
+        _ => "t2t_vit_lite_cifar",
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let device = Device::default().autodiff();
+    // A stop requested for the first part of a run does not carry over to its resumption.
+    let options = |config: &TrainConfig| RunOptions {
+        recovery_interval: config.recovery_interval,
+        stop_after_steps: match args.resume {
+            Some(_) => args.stop_after_steps,
+            None => config.stop_after_steps,
+        },
+    };
+    let (mut trainer, config) = match &args.resume {
+        Some(path) => resume(&args, path, &device, options)?,
+        None => start(&args, &device, options)?,
+    };
+    let spec = resolve_model(&model_args(&config))?;
+    let img_size = spec.config.img_size();
+    let classes = spec.config.num_classes();
+    let datasets = open_datasets(&config, img_size)?;
+    let train = LoaderSource::new(
+        Arc::clone(&datasets.train),
+        train_loader_config(&config, &spec.data, img_size, classes)?,
+    )?;
+    let mut eval_config = eval_loader_config(
+        &spec.data,
+        config.crop_pct,
+        config.batch_size,
+        img_size,
+        classes,
+    );
+    eval_config.workers = config.workers;
+    let val = LoaderSource::new(datasets.val, eval_config)?;
+
+    eprintln!(
+        "training {} ({:.2}M params) on {:?}: {} train / {} eval images, {} epochs, output {}",
+        config.model,
+        t2t_models::complexity::param_counts(&trainer.model).all as f64 / 1e6,
+        config.dataset,
+        datasets.train.len(),
+        val_len(&config),
+        trainer.state.total_epochs,
+        trainer.output.display()
+    );
+    let started = std::time::Instant::now();
+    let outcome = trainer.run(&train, Some(&val), &mut Progress { bar: None })?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Outcome::Stopped { step } = outcome {
+        eprintln!(
+            "stopped after step {step}; continue with: t2t train --resume {}",
+            trainer.output.display()
+        );
+    }
+    let last = trainer.state.history.last().cloned().unwrap_or_default();
+    let (weights, reported) = match last.ema {
+        Some(ema) => ("ema", ema),
+        None => ("raw", last.eval),
+    };
+    let summary = json!({
+        "epochs": trainer.state.history.len(),
+        "train_loss": last.train_loss,
+        "top1": reported.top1,
+        "top5": reported.top5,
+        "eval_loss": reported.loss,
+        "weights": weights,
+        "raw_top1": last.eval.top1,
+        "raw_top5": last.eval.top5,
+        "best_top1": trainer.state.best_top1,
+        "seconds": seconds,
+        "output": trainer.output,
+        "finished": matches!(outcome, Outcome::Finished),
+    });
+    if args.json {
+        print_json(&summary);
+    } else {
+        eprintln!(
+            "done in {:.0} s: top-1 {:.2} top-5 {:.2} ({weights} weights); summary.csv, curves.png and checkpoints in {}",
+            seconds,
+            reported.top1,
+            reported.top5,
+            trainer.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn val_len(config: &TrainConfig) -> String {
+    match config.dataset {
+        DatasetKind::Synthetic => config.synthetic_val_size.to_string(),
+        _ => "all".to_string(),
+    }
+}
+
+fn model_args(config: &TrainConfig) -> ModelArgs {
+    let mut kwargs = config.model_kwargs.clone();
+    kwargs.push(format!("drop_rate={}", config.drop));
+    kwargs.push(format!("drop_path_rate={}", config.drop_path));
+    ModelArgs {
+        model: config.model.clone(),
+        img_size: config.img_size,
+        num_classes: config.num_classes,
+        model_kwargs: kwargs,
+    }
+}
+
+fn start(
+    args: &TrainArgs,
+    device: &Device,
+    options: impl Fn(&TrainConfig) -> RunOptions,
+) -> Result<(Trainer, TrainConfig)> {
+    let preset = args
+        .preset
+        .as_deref()
+        .unwrap_or_else(|| default_preset(args));
+    let model = args.model.as_deref().unwrap_or(default_model(preset));
+    let flags = serde_json::to_value(args)?;
+    let mut config = TrainConfig::resolve(preset, model, args.config_file.as_deref(), flags)?;
+    if let Some(dataset) = &args.dataset {
+        config.dataset = DatasetKind::parse(dataset)?;
+    }
+    // The head follows the dataset unless asked otherwise.
+    if config.num_classes.is_none() {
+        let probe = resolve_model(&model_args(&config))?;
+        let img_size = probe.config.img_size();
+        config.num_classes = Some(open_datasets(&config, img_size)?.num_classes());
+    }
+    let spec = resolve_model(&model_args(&config))?;
+    let mut model = spec.config.init(device)?;
+    if let Some(path) = &config.initial_checkpoint {
+        let (weights, source) = load_weights(path, false)?;
+        model = load_state_dict(model, &weights, &source)?;
+    }
+    let recipe = Recipe {
+        epochs: config.epochs,
+        cooldown_epochs: config.cooldown_epochs,
+        warmup_epochs: config.warmup_epochs,
+        lr: config.lr,
+        min_lr: config.min_lr,
+        warmup_lr: config.warmup_lr,
+        optim: AdamWConfig {
+            betas: (config.opt_betas[0], config.opt_betas[1]),
+            eps: config.opt_eps,
+            weight_decay: config.weight_decay,
+        },
+        grad_accum_steps: config.grad_accum_steps.max(1),
+        clip_grad: config.clip_grad,
+        model_ema_decay: config.model_ema.then_some(config.model_ema_decay),
+        seed: config.seed,
+    };
+    let datasets = open_datasets(&config, spec.config.img_size())?;
+    let batches = datasets.train.len() / config.batch_size.max(1);
+    let trainer = Trainer::new(
+        model,
+        &config.model,
+        spec.config.clone(),
+        &recipe,
+        batches,
+        &config.output,
+        options(&config),
+    );
+    std::fs::create_dir_all(&config.output).with_context(|| config.output.display().to_string())?;
+    t2t_models::weights::write_atomically(
+        &config.output.join("config.toml"),
+        config.to_toml().as_bytes(),
+    )?;
+    Ok((trainer, config))
+}
+
+fn resume(
+    args: &TrainArgs,
+    path: &Path,
+    device: &Device,
+    options: impl Fn(&TrainConfig) -> RunOptions,
+) -> Result<(Trainer, TrainConfig)> {
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    let config_file = dir.join("config.toml");
+    let config = TrainConfig::resolve("builtin", "", Some(&config_file), serde_json::json!({}))
+        .with_context(|| format!("{}: the run's resolved config", config_file.display()))?;
+    let mut trainer = Trainer::resume(path, device, options(&config))?;
+    if let Some(epochs) = args.epochs {
+        let total = epochs + config.cooldown_epochs;
+        if total != trainer.state.total_epochs {
+            eprintln!(
+                "warning: --epochs {epochs} differs from the run's {}; the learning-rate schedule keeps its original length",
+                config.epochs
+            );
+            trainer.state.total_epochs = total;
+        }
+    }
+    eprintln!(
+        "resuming {} at epoch {}, batch {} (step {})",
+        dir.display(),
+        trainer.state.epoch + 1,
+        trainer.state.next_batch,
+        trainer.state.step
+    );
+    Ok((trainer, config))
+}

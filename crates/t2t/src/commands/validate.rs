@@ -1,0 +1,47 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+use burn::tensor::Device;
+use serde_json::json;
+use t2t_models::weights::load_state_dict;
+use t2t_train::config::DatasetKind;
+use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
+use t2t_train::trainer::evaluate;
+
+use super::{load_weights, print_json, resolve_model};
+use crate::cli::ValidateArgs;
+
+pub fn run(args: ValidateArgs) -> Result<ExitCode> {
+    let spec = resolve_model(&args.model)?;
+    let (weights, source) = load_weights(&args.checkpoint, args.no_ema)?;
+    let model = load_state_dict(spec.config.init(&Device::default())?, &weights, &source)?;
+    let img_size = spec.config.img_size();
+    let dataset = open_split(
+        DatasetKind::parse(&args.dataset)?,
+        args.data_dir.as_deref(),
+        &args.split,
+        args.class_map.as_deref(),
+        (args.synthetic_size, img_size, args.seed),
+    )?;
+    let classes = spec.config.num_classes();
+    let config = eval_loader_config(
+        &spec.data,
+        args.crop_pct,
+        args.batch_size,
+        img_size,
+        classes,
+    );
+    let metrics = evaluate(&model, &LoaderSource::new(dataset, config)?);
+    if args.json {
+        print_json(&json!({
+            "top1": metrics.top1, "top5": metrics.top5, "loss": metrics.loss, "images": metrics.images,
+            "weights": source,
+        }));
+    } else {
+        println!(
+            "{}: top-1 {:.2}  top-5 {:.2}  loss {:.4}  ({} images, {source})",
+            spec.name, metrics.top1, metrics.top5, metrics.loss, metrics.images
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
