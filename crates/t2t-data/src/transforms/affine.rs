@@ -14,20 +14,21 @@ pub type AffineMatrix = [f64; 6];
 pub fn affine(img: &Image, matrix: AffineMatrix, filter: Filter, fill: [u8; 3]) -> Image {
     let [a, b, c, d, e, f] = matrix;
     let (w, h) = (img.width as f64, img.height as f64);
-    let mut pixels = Vec::with_capacity(img.pixels.len());
-    for y in 0..img.height {
+    let mut out = Image::zeros(img.width, img.height);
+    for (y, row) in out.pixels.chunks_exact_mut(img.width * 3).enumerate() {
         let yc = y as f64 + 0.5;
-        for x in 0..img.width {
+        for (x, pixel) in row.chunks_exact_mut(3).enumerate() {
             let xc = x as f64 + 0.5;
             let (xin, yin) = (a * xc + b * yc + c, d * xc + e * yc + f);
-            if (0.0..w).contains(&xin) && (0.0..h).contains(&yin) {
-                pixels.extend(sample(img, xin - 0.5, yin - 0.5, filter));
+            let value = if (0.0..w).contains(&xin) && (0.0..h).contains(&yin) {
+                sample(img, xin - 0.5, yin - 0.5, filter)
             } else {
-                pixels.extend(fill);
-            }
+                fill
+            };
+            pixel.copy_from_slice(&value);
         }
     }
-    Image::new(img.width, img.height, pixels)
+    out
 }
 
 /// PIL's `rotate(degrees)`: counter-clockwise about the image centre.
@@ -46,33 +47,51 @@ pub fn rotation(width: usize, height: usize, degrees: f64) -> AffineMatrix {
 /// centred on `i`).
 fn sample(img: &Image, x: f64, y: f64, filter: Filter) -> [u8; 3] {
     let (x0, y0) = (x.floor(), y.floor());
-    let (wx, wy) = (taps(filter, x - x0), taps(filter, y - y0));
-    let clamp = |v: f64, len: usize| (v.max(0.0) as usize).min(len - 1);
-    let mut acc = [0.0f64; 3];
-    // Tap k covers offset k - 1 from the floor position.
-    for (j, &weight_y) in wy.iter().enumerate().filter(|(_, w)| **w != 0.0) {
-        let row = clamp(y0 + j as f64 - 1.0, img.height) * img.width;
-        for (i, &weight_x) in wx.iter().enumerate().filter(|(_, w)| **w != 0.0) {
-            let p = (row + clamp(x0 + i as f64 - 1.0, img.width)) * 3;
-            for (c, value) in acc.iter_mut().enumerate() {
-                *value += weight_y * weight_x * f64::from(img.pixels[p + c]);
+    let (tx, ty) = ((x - x0) as f32, (y - y0) as f32);
+    let (x0, y0) = (x0 as isize, y0 as isize);
+    match filter {
+        Filter::Bilinear => convolve(img, x0, y0, [1.0 - tx, tx], [1.0 - ty, ty]),
+        Filter::Bicubic => convolve(img, x0 - 1, y0 - 1, cubic_taps(tx), cubic_taps(ty)),
+    }
+}
+
+/// The weighted sum of the `N` x `N` pixels from (`left`, `top`), with
+/// coordinates clamped to the image.
+fn convolve<const N: usize>(
+    img: &Image,
+    left: isize,
+    top: isize,
+    wx: [f32; N],
+    wy: [f32; N],
+) -> [u8; 3] {
+    let clamp = |v: isize, len: usize| v.clamp(0, len as isize - 1) as usize;
+    let columns: [usize; N] = std::array::from_fn(|i| clamp(left + i as isize, img.width));
+    let mut acc = [0.0f32; 3];
+    for (j, weight_y) in wy.iter().enumerate() {
+        let row = clamp(top + j as isize, img.height) * img.width;
+        let mut row_acc = [0.0f32; 3];
+        for (column, weight_x) in columns.iter().zip(&wx) {
+            let p = (row + column) * 3;
+            for (c, value) in row_acc.iter_mut().enumerate() {
+                *value += weight_x * f32::from(img.pixels[p + c]);
             }
+        }
+        for (value, row_value) in acc.iter_mut().zip(row_acc) {
+            *value += weight_y * row_value;
         }
     }
     acc.map(|v| (v + 0.5).clamp(0.0, 255.0) as u8)
 }
 
-/// Weights of the taps at offsets -1, 0, 1, 2 for fractional position `t`.
-fn taps(filter: Filter, t: f64) -> [f64; 4] {
-    match filter {
-        Filter::Bilinear => [0.0, 1.0 - t, t, 0.0],
-        Filter::Bicubic => [cubic(1.0 + t), cubic(t), cubic(1.0 - t), cubic(2.0 - t)],
-    }
+/// Bicubic weights of the taps at offsets -1, 0, 1, 2 for fractional
+/// position `t`.
+fn cubic_taps(t: f32) -> [f32; 4] {
+    [cubic(1.0 + t), cubic(t), cubic(1.0 - t), cubic(2.0 - t)]
 }
 
 /// Keys' cubic convolution kernel with a = -0.5, PIL's bicubic.
-fn cubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
+fn cubic(x: f32) -> f32 {
+    const A: f32 = -0.5;
     let x = x.abs();
     if x < 1.0 {
         ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
@@ -133,17 +152,30 @@ mod tests {
     }
 
     #[test]
-    fn kernels_interpolate_linear_ramps_exactly() {
-        // Both kernels reproduce a linear function away from the borders.
-        for filter in [Filter::Bilinear, Filter::Bicubic] {
-            let weights = taps(filter, 0.25);
-            assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-            let ramp: f64 = weights
+    fn bicubic_taps_interpolate_linear_ramps_exactly() {
+        for t in [0.0, 0.25, 0.5, 0.9] {
+            let weights = cubic_taps(t);
+            assert!((weights.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            let ramp: f32 = weights
                 .iter()
                 .enumerate()
-                .map(|(k, w)| w * (k as f64 - 1.0))
+                .map(|(k, w)| w * (k as f32 - 1.0))
                 .sum();
-            assert!((ramp - 0.25).abs() < 1e-12, "{filter:?}");
+            assert!((ramp - t).abs() < 1e-6, "at {t}");
+        }
+    }
+
+    #[test]
+    fn half_pixel_shift_averages_neighbours() {
+        // On a linear ramp away from the border both filters give the mean
+        // of the two neighbours.
+        let ramp = [0, 60, 120, 180, 240]
+            .iter()
+            .flat_map(|&v| [v; 3])
+            .collect();
+        let img = Image::new(5, 1, ramp);
+        for filter in [Filter::Bilinear, Filter::Bicubic] {
+            assert_eq!(sample(&img, 1.5, 0.0, filter), [90; 3], "{filter:?}");
         }
     }
 }

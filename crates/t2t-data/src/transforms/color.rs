@@ -165,18 +165,22 @@ fn mean_luma(img: &Image) -> u8 {
 /// PIL's `ImageFilter.SMOOTH` (kernel 1 1 1 / 1 5 1 / 1 1 1, divided by 13);
 /// border pixels are copied unchanged, as PIL does.
 fn smooth_3x3(img: &Image) -> Image {
-    let (w, h) = (img.width, img.height);
+    let stride = img.width * 3;
     let mut out = img.clone();
-    for y in 1..h.saturating_sub(1) {
-        for x in 1..w.saturating_sub(1) {
-            for c in 0..3 {
-                let mut sum = 0u32;
-                for (dy, dx) in (0..3).flat_map(|dy| (0..3).map(move |dx| (dy, dx))) {
-                    let weight = if (dy, dx) == (1, 1) { 5 } else { 1 };
-                    sum += weight * u32::from(img.pixels[((y + dy - 1) * w + x + dx - 1) * 3 + c]);
-                }
-                out.pixels[(y * w + x) * 3 + c] = ((sum as f32 / 13.0) + 0.5) as u8;
-            }
+    if img.width < 3 || img.height < 3 {
+        return out;
+    }
+    for y in 1..img.height - 1 {
+        let rows = [y - 1, y, y + 1].map(|r| &img.pixels[r * stride..(r + 1) * stride]);
+        let out_row = &mut out.pixels[y * stride..(y + 1) * stride];
+        // Byte i of a row has its horizontal neighbours at i - 3 and i + 3.
+        for i in 3..stride - 3 {
+            let box_sum: u32 = rows
+                .iter()
+                .map(|row| u32::from(row[i - 3]) + u32::from(row[i]) + u32::from(row[i + 3]))
+                .sum();
+            let total = box_sum + 4 * u32::from(rows[1][i]);
+            out_row[i] = ((total as f32 / 13.0) + 0.5) as u8;
         }
     }
     out
@@ -314,6 +318,17 @@ mod tests {
         let mut flat = img.clone();
         Enhance::Contrast.apply(&mut flat, 0.0);
         assert!(flat.pixels.iter().all(|&v| v == mean_luma(&img)));
+    }
+
+    #[test]
+    fn smoothing_keeps_borders_and_weights_the_centre() {
+        // A single bright pixel in the middle of a 3x3 black image.
+        let mut pixels = vec![0u8; 27];
+        pixels[12..15].copy_from_slice(&[130, 13, 26]);
+        let smooth = smooth_3x3(&Image::new(3, 3, pixels.clone()));
+        let mut want = pixels;
+        want[12..15].copy_from_slice(&[50, 5, 10]);
+        assert_eq!(smooth.pixels, want);
     }
 
     #[test]
