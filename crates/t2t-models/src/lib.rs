@@ -7,6 +7,7 @@
 
 pub mod complexity;
 pub mod error;
+pub mod import;
 pub mod layers;
 pub mod models;
 pub mod parity;

@@ -68,7 +68,7 @@ pub struct InfoArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Weights with the official PyTorch names.
+    /// Weights with the official PyTorch names, in any importable format.
     #[arg(long)]
     pub weights: PathBuf,
     /// File with `__input` and reference `__*` activations (default: the weights file).
@@ -78,6 +78,9 @@ pub struct VerifyArgs {
     /// Largest accepted absolute difference.
     #[arg(long, default_value_t = 1e-4)]
     pub atol: f64,
+    /// Use the raw weights of a checkpoint that also holds EMA weights.
+    #[arg(long)]
+    pub no_ema: bool,
     #[arg(long)]
     pub json: bool,
 }

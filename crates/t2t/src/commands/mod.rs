@@ -7,11 +7,12 @@ mod verify;
 
 use std::process::ExitCode;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
+use t2t_models::import::import_weights;
 use t2t_models::registry::{self, ModelSpec};
-use t2t_models::weights::{read_safetensors, StateDict};
+use t2t_models::weights::StateDict;
 
 use crate::cli::{Cli, Command, ModelArgs};
 
@@ -49,26 +50,10 @@ pub fn giga(n: u64) -> String {
     format!("{:.3}G", n as f64 / 1e9)
 }
 
-/// Reads weights: a run directory or checkpoint (its EMA weights when they
-/// exist, unless `no_ema`), or a safetensors file. Returns them with a
-/// description of what was read, which is also printed.
+/// Reads weights in any importable format (EMA weights when present unless
+/// `no_ema`) and says on stderr which file and key it used.
 pub fn load_weights(path: &Path, no_ema: bool) -> Result<(StateDict, String)> {
-    let file = if path.is_dir() {
-        path.join("last.safetensors")
-    } else {
-        path.to_path_buf()
-    };
-    let ema = file
-        .to_str()
-        .and_then(|f| f.strip_suffix(".safetensors"))
-        .map(|stem| PathBuf::from(format!("{stem}-ema.safetensors")))
-        .filter(|ema| ema.is_file() && !no_ema);
-    let (file, which) = match ema {
-        Some(ema) => (ema, "EMA weights"),
-        None => (file, "weights"),
-    };
-    let dict = read_safetensors(&file)?;
-    let source = format!("{} ({which})", file.display());
-    eprintln!("loaded {source}");
-    Ok((dict, source))
+    let imported = import_weights(path, no_ema)?;
+    eprintln!("loaded {}", imported.source);
+    Ok((imported.dict, imported.source))
 }

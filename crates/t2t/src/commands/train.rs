@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use t2t_models::import::adapt_for_finetuning;
 use t2t_models::weights::load_state_dict;
 use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
@@ -214,7 +215,10 @@ fn start(
     let spec = resolve_model(&model_args(&config))?;
     let mut model = spec.config.init(device)?;
     if let Some(path) = &config.initial_checkpoint {
-        let (weights, source) = load_weights(path, false)?;
+        let (mut weights, source) = load_weights(path, false)?;
+        for note in adapt_for_finetuning(&model, &mut weights) {
+            eprintln!("{note}");
+        }
         model = load_state_dict(model, &weights, &source)?;
     }
     let recipe = Recipe {

@@ -7,18 +7,19 @@ use serde_json::json;
 use t2t_models::parity::{compare, merge_weights};
 use t2t_models::weights::{load_state_dict, read_safetensors};
 
+use super::load_weights;
+
 use super::{print_json, resolve_model};
 use crate::cli::VerifyArgs;
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let spec = resolve_model(&args.model)?;
-    let weights = read_safetensors(&args.weights)?;
+    let (weights, source) = load_weights(&args.weights, args.no_ema)?;
     let reference_path = args.reference.as_ref().unwrap_or(&args.weights);
     let reference = match &args.reference {
         Some(path) => read_safetensors(path)?,
         None => weights.clone(),
     };
-    let source = args.weights.display().to_string();
     let model = load_state_dict(
         spec.config.init(&Device::default())?,
         &merge_weights(&weights, &reference),

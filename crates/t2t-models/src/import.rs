@@ -1,0 +1,265 @@
+//! Weights from anywhere users get them: our own runs and safetensors files,
+//! PyTorch `.pth`/`.pth.tar` (zip or legacy, read as data, never executed),
+//! and Paddle `.pdparams`; plus the adaptations that fine-tuning needs (a new
+//! head, another image size).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::models::Model;
+use crate::weights::{read_safetensors, state_dict, HostTensor, StateDict};
+use crate::ModelError;
+
+/// Weights read from a file, and where exactly they came from.
+pub struct Imported {
+    pub dict: StateDict,
+    /// The file, and the container key or EMA choice, e.g.
+    /// `model.pth.tar (state_dict_ema)`.
+    pub source: String,
+    /// The container key (`state_dict_ema`, `state_dict`, ..., `ema`, `raw`, or "" for a bare dict).
+    pub key: String,
+}
+
+/// Reads weights in any supported format. EMA weights are taken when the
+/// file has them (a run's `-ema` file, `state_dict_ema`, `model_ema`) unless
+/// `no_ema`. A run directory means its `last` checkpoint.
+pub fn import_weights(path: &Path, no_ema: bool) -> Result<Imported, ModelError> {
+    let file = if path.is_dir() {
+        path.join("last.safetensors")
+    } else {
+        path.to_path_buf()
+    };
+    if file.extension().is_some_and(|e| e == "safetensors") {
+        let ema = file
+            .to_str()
+            .and_then(|f| f.strip_suffix(".safetensors"))
+            .map(|stem| PathBuf::from(format!("{stem}-ema.safetensors")))
+            .filter(|ema| ema.is_file() && !no_ema);
+        let (file, key) = match ema {
+            Some(ema) => (ema, "ema"),
+            None => (file, if no_ema { "raw" } else { "" }),
+        };
+        let dict = read_safetensors(&file)?;
+        return Ok(Imported {
+            source: format!(
+                "{} ({})",
+                file.display(),
+                if key.is_empty() { "weights" } else { key }
+            ),
+            dict,
+            key: key.to_string(),
+        });
+    }
+    let (key, tensors) =
+        t2t_pickle::load_weights(&file, no_ema).map_err(|e| ModelError::WeightsFile {
+            path: file.display().to_string(),
+            reason: e.kind.to_string(),
+        })?;
+    let paddle = t2t_pickle::is_paddle(&file);
+    let tensors: BTreeMap<String, HostTensor> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let tensor = HostTensor::new(t.shape, t.values);
+            // Paddle stores Linear weights [in, out].
+            let tensor = if paddle && tensor.shape.len() == 2 && name.ends_with(".weight") {
+                tensor.transposed()
+            } else {
+                tensor
+            };
+            (name, tensor)
+        })
+        .collect();
+    let shown = if key.is_empty() {
+        "bare state dict"
+    } else {
+        key.as_str()
+    };
+    Ok(Imported {
+        source: format!(
+            "{} ({shown}{})",
+            file.display(),
+            if paddle { ", Paddle layout" } else { "" }
+        ),
+        dict: StateDict {
+            tensors,
+            metadata: HashMap::new(),
+        },
+        key,
+    })
+}
+
+/// Makes pretrained weights fit `model` for fine-tuning: a head of another
+/// size is replaced by the model's freshly initialised one, and a position
+/// table of another size is regenerated (T2T-ViT's fixed sinusoid) or
+/// resized bicubically with the class row kept (ViT's learned table).
+/// Returns what was changed, one line each.
+pub fn adapt_for_finetuning(model: &Model, dict: &mut StateDict) -> Vec<String> {
+    let own = state_dict(model);
+    let mut notes = Vec::new();
+    let differs = |key: &str, dict: &StateDict| match (dict.tensors.get(key), own.tensors.get(key))
+    {
+        (Some(theirs), Some(ours)) => theirs.shape != ours.shape,
+        _ => false,
+    };
+    if differs("head.weight", dict) || differs("head.bias", dict) {
+        let classes = |d: &StateDict| d.tensors.get("head.bias").map(|t| t.shape[0]).unwrap_or(0);
+        notes.push(format!(
+            "head replaced and re-initialised: {} -> {} classes",
+            classes(dict),
+            classes(&own)
+        ));
+        for key in ["head.weight", "head.bias"] {
+            dict.tensors
+                .insert(key.to_string(), own.tensors[key].clone());
+        }
+    }
+    if differs("pos_embed", dict) {
+        let ours = &own.tensors["pos_embed"];
+        let theirs = &dict.tensors["pos_embed"];
+        let note = format!("pos_embed {:?} -> {:?}", theirs.shape, ours.shape);
+        let adapted = match model {
+            Model::Vit(_) | Model::Fvit(_) => match resize_position_table(theirs, ours.shape[1]) {
+                Some(resized) => {
+                    notes.push(format!(
+                        "{note}: learned table resized bicubically, class row kept"
+                    ));
+                    resized
+                }
+                None => {
+                    notes.push(format!("{note}: not a square grid, re-initialised"));
+                    ours.clone()
+                }
+            },
+            _ => {
+                notes.push(format!(
+                    "{note}: sinusoid table regenerated for the new size"
+                ));
+                ours.clone()
+            }
+        };
+        dict.tensors.insert("pos_embed".to_string(), adapted);
+    }
+    notes
+}
+
+/// `[1, 1 + g², D]` → `[1, rows, D]` (rows = 1 + h²): the grid part is
+/// resized bicubically like `F.interpolate(mode='bicubic', align_corners=False)`,
+/// the class row is kept. None when either side is not a square grid.
+pub fn resize_position_table(table: &HostTensor, rows: usize) -> Option<HostTensor> {
+    let dim = table.shape[2];
+    let old = square_side(table.shape[1] - 1)?;
+    let new = square_side(rows - 1)?;
+    let grid = &table.values[dim..];
+    let mut values = table.values[..dim].to_vec();
+    values.extend(resize_bicubic(grid, old, new, dim));
+    Some(HostTensor::new(vec![1, rows, dim], values))
+}
+
+fn square_side(n: usize) -> Option<usize> {
+    let side = (n as f64).sqrt().round() as usize;
+    (side * side == n).then_some(side)
+}
+
+/// PyTorch's cubic convolution kernel, a = -0.75.
+fn cubic_weights(t: f64) -> [f64; 4] {
+    const A: f64 = -0.75;
+    let near = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// Bicubic resize of a row-major `[side, side, dim]` grid, with PyTorch's
+/// half-pixel source coordinates and clamped borders.
+fn resize_bicubic(grid: &[f32], old: usize, new: usize, dim: usize) -> Vec<f32> {
+    let scale = old as f64 / new as f64;
+    // For each output coordinate: the four source indices and their weights.
+    let taps: Vec<([usize; 4], [f64; 4])> = (0..new)
+        .map(|o| {
+            let source = (o as f64 + 0.5) * scale - 0.5;
+            let base = source.floor();
+            let index = |k: i64| (base as i64 + k).clamp(0, old as i64 - 1) as usize;
+            (
+                [index(-1), index(0), index(1), index(2)],
+                cubic_weights(source - base),
+            )
+        })
+        .collect();
+    let mut out = vec![0f32; new * new * dim];
+    for (y, (ys, wy)) in taps.iter().enumerate() {
+        for (x, (xs, wx)) in taps.iter().enumerate() {
+            for c in 0..dim {
+                let mut sum = 0.0;
+                for (i, &sy) in ys.iter().enumerate() {
+                    for (j, &sx) in xs.iter().enumerate() {
+                        sum += wy[i] * wx[j] * grid[(sy * old + sx) * dim + c] as f64;
+                    }
+                }
+                out[(y * new + x) * dim + c] = sum as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(side: usize, dim: usize, f: impl Fn(usize, usize, usize) -> f32) -> HostTensor {
+        let mut values: Vec<f32> = (0..dim).map(|c| 100.0 + c as f32).collect();
+        for y in 0..side {
+            for x in 0..side {
+                values.extend((0..dim).map(|c| f(y, x, c)));
+            }
+        }
+        HostTensor::new(vec![1, 1 + side * side, dim], values)
+    }
+
+    #[test]
+    fn same_size_is_identity_and_the_class_row_is_kept() {
+        let t = table(5, 3, |y, x, c| (y * 7 + x * 3 + c) as f32 * 0.37 - 2.0);
+        let r = resize_position_table(&t, 26).unwrap();
+        assert_eq!(r, t);
+        let up = resize_position_table(&t, 1 + 9 * 9).unwrap();
+        assert_eq!(&up.values[..3], &[100.0, 101.0, 102.0]);
+        assert!(resize_position_table(&t, 1 + 10).is_none());
+    }
+
+    #[test]
+    fn cubic_weights_are_pytorchs() {
+        // PyTorch's kernel with a = -0.75 at t = 0.25, worked by hand.
+        assert_eq!(
+            cubic_weights(0.25),
+            [-0.10546875, 0.87890625, 0.26171875, -0.03515625]
+        );
+        assert_eq!(cubic_weights(0.0), [0.0, 1.0, 0.0, 0.0]);
+        for t in [0.1, 0.5, 0.9] {
+            let w = cubic_weights(t);
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            let mirrored = cubic_weights(1.0 - t);
+            assert!(w
+                .iter()
+                .zip(mirrored.iter().rev())
+                .all(|(a, b)| (a - b).abs() < 1e-12));
+        }
+    }
+
+    #[test]
+    fn constants_stay_constant_and_ramps_stay_linear_inside() {
+        let c = table(4, 2, |_, _, _| 1.5);
+        let r = resize_position_table(&c, 1 + 7 * 7).unwrap();
+        assert!(r.values[2..].iter().all(|v| (v - 1.5).abs() < 1e-6));
+        // A ramp along x, upsampled 2x: away from the clamped border, output
+        // x reads source (x + 0.5)/2 - 0.5 = base + t with t 0.75 or 0.25, and
+        // the a = -0.75 kernel maps a ramp's t = 0.25 to 0.296875 (by hand from
+        // the weights above), t = 0.75 to 0.703125.
+        let ramp = table(8, 1, |_, x, _| x as f32);
+        let r = resize_position_table(&ramp, 1 + 16 * 16).unwrap();
+        for x in 4..12 {
+            let got = r.values[1 + 5 * 16 + x];
+            let base = (x / 2) as f32 - if x % 2 == 0 { 1.0 } else { 0.0 };
+            let want = base + if x % 2 == 0 { 0.703125 } else { 0.296875 };
+            assert!((got - want).abs() < 1e-5, "x {x}: {got} vs {want}");
+        }
+    }
+}
