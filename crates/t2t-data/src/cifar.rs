@@ -5,7 +5,7 @@
 //! (1024 bytes), then G, then B, each 32x32 row-major. The planes are kept as
 //! they are and interleaved into HWC on [`Dataset::get`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{DataError, Dataset, Image, Split};
 
@@ -121,7 +121,7 @@ impl CifarDataset {
 
 /// Names from the optional one-name-per-line file (blank lines ignored),
 /// else the class indices as text.
-fn read_class_names(path: &PathBuf, num_classes: usize) -> Result<Vec<String>, DataError> {
+fn read_class_names(path: &Path, num_classes: usize) -> Result<Vec<String>, DataError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -19,7 +19,7 @@ impl ImageFolder {
     /// before "c10"). A class map (one class name per line, line order =
     /// index) fixes the order instead: folders it does not name are ignored
     /// and classes without a folder simply have no samples, as in timm.
-    /// An empty class folder is an error.
+    /// An empty class folder, or no image at all, is an error.
     pub fn open(root: &Path, class_map: Option<&Path>) -> Result<Self, DataError> {
         let class_names = match class_map {
             Some(map) => read_class_map(map)?,
@@ -40,6 +40,12 @@ impl ImageFolder {
                 return Err(DataError::format(&dir, "class folder holds no images"));
             }
             samples.extend(images.into_iter().map(|path| (path, index)));
+        }
+        if samples.is_empty() {
+            return Err(DataError::format(
+                root,
+                "no class folder of the class map exists",
+            ));
         }
         Ok(Self {
             class_names,

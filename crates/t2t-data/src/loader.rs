@@ -247,7 +247,7 @@ impl EpochPlan {
             match dataset.get(index) {
                 Ok((image, label)) => return (image, label, offset > 0),
                 Err(error) if offset == 0 => {
-                    eprintln!("warning: skipping sample {index}: {error}");
+                    eprintln!("warning: replacing unreadable sample {index}: {error}");
                     last_error = Some(error);
                 }
                 Err(error) => last_error = Some(error),

@@ -45,6 +45,16 @@ fn a_class_map_fixes_the_order_and_the_classes() {
     assert_eq!(data.num_classes(), 3);
     let labels: Vec<usize> = (0..data.len()).map(|i| data.get(i).unwrap().1).collect();
     assert_eq!(labels, [0, 1]);
+
+    std::fs::write(&map, "fox\n").unwrap();
+    let error = ImageFolder::open(&root, Some(&map))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.starts_with(&format!("{}: ", root.display())),
+        "{error}"
+    );
 }
 
 #[test]

@@ -200,7 +200,8 @@ impl RandAugment {
         }
         let level = self.sample_level(rng);
         let mut signed = |v: f64| if rng.random::<f64>() > 0.5 { -v } else { v };
-        // Integer arguments truncate, as Python's int() does.
+        // Integer arguments truncate, as Python's int() does; the increasing
+        // variants saturate at zero when `mmax` lifts the level above 1.
         let quarter_bits = (level * 4.0) as u32;
         let threshold = (level * 256.0) as u32;
         let (w, h) = (img.width, img.height);
@@ -210,7 +211,7 @@ impl RandAugment {
             Op::Invert => return in_place(img, invert),
             Op::Posterize => {
                 let bits = if self.increasing {
-                    4 - quarter_bits
+                    4u32.saturating_sub(quarter_bits)
                 } else {
                     quarter_bits
                 };
@@ -219,7 +220,7 @@ impl RandAugment {
             }
             Op::Solarize => {
                 let threshold = if self.increasing {
-                    256 - threshold
+                    256u32.saturating_sub(threshold)
                 } else {
                     threshold
                 };
@@ -342,12 +343,19 @@ mod tests {
 
     #[test]
     fn augmented_images_keep_their_size() {
-        let ra = RandAugment::parse("rand-m9-mstd0.5-inc1").unwrap();
         let img = Image::new(20, 12, (0..20 * 12 * 3).map(|i| (i % 251) as u8).collect());
         let mut rng = seeded_rng(&[9]);
-        for _ in 0..50 {
-            let out = ra.apply(img.clone(), &mut rng);
-            assert_eq!((out.width, out.height), (20, 12));
+        // mmax above 10 pushes the increasing ops past their range ends.
+        for spec in [
+            "rand-m9-mstd0.5-inc1",
+            "rand-m20-mmax30-n4-inc1",
+            "rand-m20-mmax30-n4",
+        ] {
+            let ra = RandAugment::parse(spec).unwrap();
+            for _ in 0..100 {
+                let out = ra.apply(img.clone(), &mut rng);
+                assert_eq!((out.width, out.height), (20, 12));
+            }
         }
     }
 }
