@@ -15,6 +15,23 @@ pub const INCEPTION_STD: [f64; 3] = [0.5, 0.5, 0.5];
 pub const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR_STD: [f64; 3] = [0.2023, 0.1994, 0.2010];
 
+/// The ImageNet-1k class names in index order (timm's synset list with the
+/// first WordNet lemma of each), for 1000-class heads.
+pub fn imagenet_class_names() -> Vec<String> {
+    include_str!("../data/imagenet1k_classes.txt")
+        .lines()
+        .map(|line| {
+            let lemmas = line.split_once('\t').map_or(line, |(_, lemmas)| lemmas);
+            lemmas
+                .split(',')
+                .next()
+                .unwrap_or(lemmas)
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
 /// How images are prepared for a model at evaluation time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -411,6 +428,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("unknown model 'resnet50'"));
+    }
+
+    #[test]
+    fn imagenet_names_are_in_index_order() {
+        let names = imagenet_class_names();
+        assert_eq!(names.len(), 1000);
+        assert_eq!(
+            (names[0].as_str(), names[1].as_str(), names[999].as_str()),
+            ("tench", "goldfish", "toilet tissue")
+        );
     }
 
     #[test]

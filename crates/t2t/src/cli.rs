@@ -26,15 +26,36 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Top-1, top-5 and loss of a checkpoint on a dataset.
     Validate(ValidateArgs),
+    /// Import a checkpoint (.pth, .pth.tar, .pdparams, .safetensors) to safetensors, executing nothing.
+    Convert(ConvertArgs),
+    /// Classify images: top-k classes with probabilities.
+    Predict(PredictArgs),
     /// Measure throughput (median of timed runs after warm-up) and peak memory.
     Bench(BenchArgs),
 }
 
-/// Which model to build.
+/// Which model to build, named as an argument (`t2t info MODEL`).
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Registered model name (see `t2t models`).
     pub model: String,
+    #[command(flatten)]
+    pub overrides: ModelOverrides,
+}
+
+/// Which model to build, named by a flag (`t2t predict --model MODEL`).
+#[derive(Args, Debug, Clone)]
+pub struct ModelFlagArgs {
+    /// Registered model name (see `t2t models`).
+    #[arg(long)]
+    pub model: String,
+    #[command(flatten)]
+    pub overrides: ModelOverrides,
+}
+
+/// Changes to a registered configuration.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelOverrides {
     /// Input image side; must be a multiple of the model's total stride.
     #[arg(long)]
     pub img_size: Option<usize>,
@@ -88,7 +109,7 @@ pub struct VerifyArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: ModelFlagArgs,
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
     /// Untimed runs before measuring.
@@ -274,7 +295,7 @@ pub struct TrainArgs {
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub model: ModelFlagArgs,
     /// Weights to evaluate (a run's checkpoint, or any importable weights file).
     #[arg(long)]
     pub checkpoint: PathBuf,
@@ -300,6 +321,50 @@ pub struct ValidateArgs {
     pub synthetic_size: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Checkpoint to import.
+    pub input: PathBuf,
+    /// Safetensors file to write, with the official PyTorch names.
+    pub output: PathBuf,
+    /// Take the raw weights even when EMA weights are present.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Check that the weights load into this model before writing.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long, num_args = 1.., value_name = "KEY=VALUE", requires = "model")]
+    pub model_kwargs: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub model: ModelFlagArgs,
+    /// Weights (any importable format; EMA weights when present).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Images, folders of images, or glob patterns.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    #[arg(long, default_value_t = 5)]
+    pub topk: usize,
+    /// Class names, one per line (default: ImageNet-1k for 1000-class models, else indices).
+    #[arg(long)]
+    pub class_map: Option<PathBuf>,
+    #[arg(long)]
+    pub no_ema: bool,
+    #[arg(long)]
+    pub crop_pct: Option<f64>,
+    /// Print CSV (file,rank,index,class,prob) instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
     #[arg(long)]
     pub json: bool,
 }

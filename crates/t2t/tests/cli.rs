@@ -212,6 +212,7 @@ fn train_then_validate_reproduces_the_final_eval_and_resume_finishes_the_run() {
     let validate = |extra: &[&str]| {
         let mut args = vec![
             "validate",
+            "--model",
             "t2t_vit_lite_cifar",
             "--checkpoint",
             out,
@@ -234,5 +235,162 @@ fn train_then_validate_reproduces_the_final_eval_and_resume_finishes_the_run() {
     assert_eq!(ema["images"], 64);
     let raw = validate(&["--no-ema"]);
     assert_eq!(raw["top1"], report["raw_top1"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn convert_imports_checkpoints_and_refuses_bad_ones() {
+    let Some(official) = fixture("checkpoints", "official_style.pth.tar") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("t2t-cli-convert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("tiny.safetensors");
+    let (official, out) = (official.to_str().unwrap(), output.to_str().unwrap());
+    let model = [
+        "--model",
+        "t2t_vit_7",
+        "--model-kwargs",
+        "embed_dim=64",
+        "depth=1",
+        "num_heads=2",
+    ];
+
+    let mut args = vec!["convert", official, out, "--json"];
+    args.extend(model);
+    let run = t2t(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report = last_json(&run);
+    assert_eq!(report["source_key"], "state_dict_ema");
+    assert_eq!(report["tensors"], 45);
+    let plain = fixture("checkpoints", "plain.safetensors").unwrap();
+    let read = |p: &Path| t2t_models::weights::read_safetensors(p).unwrap().tensors;
+    assert_eq!(read(&output), read(&plain), "the EMA weights, bit for bit");
+
+    let run = t2t(&["convert", official, out, "--no-ema", "--json"]);
+    assert_eq!(last_json(&run)["source_key"], "state_dict");
+
+    for bad in ["malicious.pth", "truncated.pth.tar"] {
+        let input = fixture("checkpoints", bad).unwrap();
+        let target = dir.join(format!("{bad}.safetensors"));
+        let run = t2t(&["convert", input.to_str().unwrap(), target.to_str().unwrap()]);
+        assert_eq!(run.status.code(), Some(2));
+        assert_eq!(
+            stderr(&run)
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .count(),
+            1,
+            "{}",
+            stderr(&run)
+        );
+        assert!(stderr(&run).contains(bad), "{}", stderr(&run));
+        assert!(!target.exists(), "nothing is written for {bad}");
+    }
+    assert!(!Path::new("/tmp/PWNED_t2t").exists());
+    // Weights that do not fit the named model are refused before writing.
+    let target = dir.join("mismatch.safetensors");
+    let run = t2t(&[
+        "convert",
+        official,
+        target.to_str().unwrap(),
+        "--model",
+        "t2t_vit_7",
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(!target.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn predict_gives_the_top5_of_the_logits_path() {
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{Device, Tensor, TensorData};
+    use t2t_data::transforms::{normalize, resize_shorter_then_center_crop, Filter};
+
+    let Some(checkpoint) = fixture("checkpoints", "official_style.pth.tar") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("t2t-cli-predict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Three pictures of different sizes and content.
+    for (i, (w, h)) in [(320u32, 240u32), (200, 300), (256, 256)]
+        .into_iter()
+        .enumerate()
+    {
+        let picture = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * (i as u32 + 1)) as u8,
+                (y * 2) as u8,
+                ((x ^ y) * 3) as u8,
+            ])
+        });
+        picture.save(dir.join(format!("photo{i}.png"))).unwrap();
+    }
+    let kwargs = ["--model-kwargs", "embed_dim=64", "depth=1", "num_heads=2"];
+    let mut args = vec![
+        "predict",
+        "--model",
+        "t2t_vit_7",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--json",
+    ];
+    // Images before --model-kwargs, which takes every value after it.
+    let glob = format!("{}/photo*.png", dir.display());
+    args.push(&glob);
+    args.extend(kwargs);
+    let run = t2t(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let predictions = last_json(&run)["predictions"].as_array().unwrap().clone();
+    assert_eq!(predictions.len(), 3);
+
+    // The same images through the library: decode, eval transform, forward, softmax.
+    let mut config = t2t_models::registry::find("t2t_vit_7").unwrap().config;
+    config
+        .apply_kwargs(&["embed_dim=64", "depth=1", "num_heads=2"])
+        .unwrap();
+    let imported = t2t_models::import::import_weights(&checkpoint, false).unwrap();
+    let model = t2t_models::weights::load_state_dict(
+        config.init(&Device::default()).unwrap(),
+        &imported.dict,
+        "ema",
+    )
+    .unwrap();
+    let mean = [0.485f32, 0.456, 0.406];
+    let std = [0.229f32, 0.224, 0.225];
+    for (i, prediction) in predictions.iter().enumerate() {
+        let file = dir.join(format!("photo{i}.png"));
+        assert_eq!(prediction["file"], file.to_str().unwrap());
+        let img = t2t_data::folder::decode_file(&file).unwrap();
+        let pixels = normalize(
+            &resize_shorter_then_center_crop(&img, 224, 0.9, Filter::Bicubic),
+            mean,
+            std,
+        );
+        let input = Tensor::<4>::from_data(
+            TensorData::new(pixels, [1, 3, 224, 224]),
+            &Device::default(),
+        );
+        let probs: Vec<f32> = softmax(model.forward(input), 1)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let top: Vec<u64> = prediction["topk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            top,
+            order[..5].iter().map(|&i| i as u64).collect::<Vec<_>>()
+        );
+        let p0 = prediction["topk"][0]["prob"].as_f64().unwrap();
+        assert!((p0 - probs[order[0]] as f64).abs() < 1e-6);
+        assert!(prediction["topk"][0]["class"].is_string());
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

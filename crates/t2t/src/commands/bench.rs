@@ -11,7 +11,7 @@ use crate::cli::BenchArgs;
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     ensure!(args.iters > 0, "--iters must be at least 1");
-    let spec = resolve_model(&args.model)?;
+    let spec = resolve_model(&args.model.model, &args.model.overrides)?;
     let device = Device::default();
     let model = spec.config.init(&device)?;
     let size = spec.config.img_size();

@@ -7,7 +7,7 @@ use super::{giga, print_json, resolve_model};
 use crate::cli::InfoArgs;
 
 pub fn run(args: InfoArgs) -> Result<ExitCode> {
-    let spec = resolve_model(&args.model)?;
+    let spec = resolve_model(&args.model.model, &args.model.overrides)?;
     let r = report(spec.name, &spec.config)?;
     if args.json {
         let mut value = serde_json::to_value(&r)?;

@@ -1,6 +1,8 @@
 mod bench;
+mod convert;
 mod info;
 mod models;
+mod predict;
 mod train;
 mod validate;
 mod verify;
@@ -10,11 +12,10 @@ use std::process::ExitCode;
 use std::path::Path;
 
 use anyhow::Result;
-use t2t_models::import::import_weights;
+use t2t_models::import::{import_weights, Imported};
 use t2t_models::registry::{self, ModelSpec};
-use t2t_models::weights::StateDict;
 
-use crate::cli::{Cli, Command, ModelArgs};
+use crate::cli::{Cli, Command, ModelOverrides};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -22,19 +23,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Predict(args) => predict::run(args),
         Command::Train(args) => train::run(*args),
         Command::Validate(args) => validate::run(args),
     }
 }
 
 /// The registered spec with the command line's overrides applied.
-pub fn resolve_model(args: &ModelArgs) -> Result<ModelSpec> {
-    let mut spec = registry::find(&args.model)?;
-    let mut kwargs = args.model_kwargs.clone();
-    if let Some(size) = args.img_size {
+pub fn resolve_model(name: &str, overrides: &ModelOverrides) -> Result<ModelSpec> {
+    let mut spec = registry::find(name)?;
+    let mut kwargs = overrides.model_kwargs.clone();
+    if let Some(size) = overrides.img_size {
         kwargs.push(format!("img_size={size}"));
     }
-    if let Some(classes) = args.num_classes {
+    if let Some(classes) = overrides.num_classes {
         kwargs.push(format!("num_classes={classes}"));
     }
     spec.config.apply_kwargs(&kwargs)?;
@@ -52,8 +55,24 @@ pub fn giga(n: u64) -> String {
 
 /// Reads weights in any importable format (EMA weights when present unless
 /// `no_ema`) and says on stderr which file and key it used.
-pub fn load_weights(path: &Path, no_ema: bool) -> Result<(StateDict, String)> {
+pub fn load_weights(path: &Path, no_ema: bool) -> Result<Imported> {
     let imported = import_weights(path, no_ema)?;
     eprintln!("loaded {}", imported.source);
-    Ok((imported.dict, imported.source))
+    Ok(imported)
+}
+
+/// `*` matches any run of characters, `?` any one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn matches(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
+            (Some('?'), Some(_)) => matches(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    matches(&p, &n)
 }

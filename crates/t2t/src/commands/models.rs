@@ -5,7 +5,7 @@ use serde_json::json;
 use t2t_models::complexity::report;
 use t2t_models::registry;
 
-use super::{giga, print_json};
+use super::{giga, glob_match, print_json};
 use crate::cli::ModelsArgs;
 
 pub fn run(args: ModelsArgs) -> Result<ExitCode> {
@@ -35,25 +35,9 @@ pub fn run(args: ModelsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `*` matches any run of characters, `?` any one character.
-fn glob_match(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
-            (Some('?'), Some(_)) => matches(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    matches(&p, &n)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::super::glob_match;
 
     #[test]
     fn globs() {

@@ -7,6 +7,7 @@ use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use t2t_models::import::adapt_for_finetuning;
+use t2t_models::registry::ModelSpec;
 use t2t_models::weights::load_state_dict;
 use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
@@ -15,7 +16,7 @@ use t2t_train::optim::AdamWConfig;
 use t2t_train::trainer::{Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
 use super::{load_weights, print_json, resolve_model};
-use crate::cli::{ModelArgs, TrainArgs};
+use crate::cli::{ModelOverrides, TrainArgs};
 
 /// Draws a progress bar per epoch and prints a line per finished epoch.
 struct Progress {
@@ -102,7 +103,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         Some(path) => resume(&args, path, &device, options)?,
         None => start(&args, &device, options)?,
     };
-    let spec = resolve_model(&model_args(&config))?;
+    let spec = run_model(&config)?;
     let img_size = spec.config.img_size();
     let classes = spec.config.num_classes();
     let datasets = open_datasets(&config, img_size)?;
@@ -179,16 +180,17 @@ fn val_len(config: &TrainConfig) -> String {
     }
 }
 
-fn model_args(config: &TrainConfig) -> ModelArgs {
+/// The model of a run: its registered name with the run's overrides.
+fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
     let mut kwargs = config.model_kwargs.clone();
     kwargs.push(format!("drop_rate={}", config.drop));
     kwargs.push(format!("drop_path_rate={}", config.drop_path));
-    ModelArgs {
-        model: config.model.clone(),
+    let overrides = ModelOverrides {
         img_size: config.img_size,
         num_classes: config.num_classes,
         model_kwargs: kwargs,
-    }
+    };
+    resolve_model(&config.model, &overrides)
 }
 
 fn start(
@@ -208,18 +210,18 @@ fn start(
     }
     // The head follows the dataset unless asked otherwise.
     if config.num_classes.is_none() {
-        let probe = resolve_model(&model_args(&config))?;
+        let probe = run_model(&config)?;
         let img_size = probe.config.img_size();
         config.num_classes = Some(open_datasets(&config, img_size)?.num_classes());
     }
-    let spec = resolve_model(&model_args(&config))?;
+    let spec = run_model(&config)?;
     let mut model = spec.config.init(device)?;
     if let Some(path) = &config.initial_checkpoint {
-        let (mut weights, source) = load_weights(path, false)?;
-        for note in adapt_for_finetuning(&model, &mut weights) {
+        let mut imported = load_weights(path, false)?;
+        for note in adapt_for_finetuning(&model, &mut imported.dict) {
             eprintln!("{note}");
         }
-        model = load_state_dict(model, &weights, &source)?;
+        model = load_state_dict(model, &imported.dict, &imported.source)?;
     }
     let recipe = Recipe {
         epochs: config.epochs,

@@ -12,9 +12,14 @@ use super::{load_weights, print_json, resolve_model};
 use crate::cli::ValidateArgs;
 
 pub fn run(args: ValidateArgs) -> Result<ExitCode> {
-    let spec = resolve_model(&args.model)?;
-    let (weights, source) = load_weights(&args.checkpoint, args.no_ema)?;
-    let model = load_state_dict(spec.config.init(&Device::default())?, &weights, &source)?;
+    let spec = resolve_model(&args.model.model, &args.model.overrides)?;
+    let imported = load_weights(&args.checkpoint, args.no_ema)?;
+    let source = imported.source;
+    let model = load_state_dict(
+        spec.config.init(&Device::default())?,
+        &imported.dict,
+        &source,
+    )?;
     let img_size = spec.config.img_size();
     let dataset = open_split(
         DatasetKind::parse(&args.dataset)?,

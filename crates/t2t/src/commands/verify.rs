@@ -13,8 +13,9 @@ use super::{print_json, resolve_model};
 use crate::cli::VerifyArgs;
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
-    let spec = resolve_model(&args.model)?;
-    let (weights, source) = load_weights(&args.weights, args.no_ema)?;
+    let spec = resolve_model(&args.model.model, &args.model.overrides)?;
+    let imported = load_weights(&args.weights, args.no_ema)?;
+    let (weights, source) = (imported.dict, imported.source);
     let reference_path = args.reference.as_ref().unwrap_or(&args.weights);
     let reference = match &args.reference {
         Some(path) => read_safetensors(path)?,

@@ -1,0 +1,42 @@
+use std::process::ExitCode;
+
+use anyhow::{ensure, Result};
+use burn::tensor::Device;
+use serde_json::json;
+use t2t_models::weights::{load_state_dict, write_safetensors};
+
+use super::{load_weights, print_json, resolve_model};
+use crate::cli::{ConvertArgs, ModelOverrides};
+
+pub fn run(args: ConvertArgs) -> Result<ExitCode> {
+    ensure!(
+        args.output.extension().is_some_and(|e| e == "safetensors"),
+        "{}: the output must be a .safetensors file",
+        args.output.display()
+    );
+    let imported = load_weights(&args.input, args.no_ema)?;
+    let (mut dict, source) = (imported.dict, imported.source);
+    if let Some(model) = &args.model {
+        let overrides = ModelOverrides {
+            model_kwargs: args.model_kwargs.clone(),
+            ..ModelOverrides::default()
+        };
+        let spec = resolve_model(model, &overrides)?;
+        load_state_dict(spec.config.init(&Device::default())?, &dict, &source)?;
+    }
+    dict.metadata.insert("source".to_string(), source.clone());
+    write_safetensors(&args.output, &dict)?;
+    if args.json {
+        let key = imported.key;
+        print_json(
+            &json!({ "tensors": dict.tensors.len(), "source_key": key, "source": source, "output": args.output }),
+        );
+    } else {
+        println!(
+            "wrote {} tensors from {source} to {}",
+            dict.tensors.len(),
+            args.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,189 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, ensure, Context, Result};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde_json::json;
+use t2t_data::folder::decode_file;
+use t2t_data::transforms::{normalize, resize_shorter_then_center_crop, Filter};
+use t2t_models::registry::imagenet_class_names;
+use t2t_models::weights::load_state_dict;
+
+use super::{glob_match, load_weights, print_json, resolve_model};
+use crate::cli::PredictArgs;
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
+/// Images per forward pass.
+const CHUNK: usize = 16;
+
+pub fn run(args: PredictArgs) -> Result<ExitCode> {
+    let spec = resolve_model(&args.model.model, &args.model.overrides)?;
+    let classes = spec.config.num_classes();
+    ensure!(args.topk >= 1, "--topk must be at least 1");
+    let names = class_names(args.class_map.as_deref(), classes)?;
+    let files = expand_inputs(&args.images)?;
+    let imported = load_weights(&args.checkpoint, args.no_ema)?;
+    let device = Device::default();
+    let model = load_state_dict(spec.config.init(&device)?, &imported.dict, &imported.source)?;
+    let size = spec.config.img_size();
+    let crop_pct = args.crop_pct.unwrap_or(spec.data.crop_pct);
+    let (mean, std) = (
+        spec.data.mean.map(|m| m as f32),
+        spec.data.std.map(|s| s as f32),
+    );
+
+    let mut predictions = Vec::new();
+    for chunk in files.chunks(CHUNK) {
+        let mut pixels = Vec::with_capacity(chunk.len() * 3 * size * size);
+        for file in chunk {
+            let image = decode_file(file)?;
+            pixels.extend(normalize(
+                &resize_shorter_then_center_crop(&image, size, crop_pct, Filter::Bicubic),
+                mean,
+                std,
+            ));
+        }
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels, [chunk.len(), 3, size, size]),
+            &device,
+        );
+        let probs: Vec<f32> = softmax(model.forward(images), 1)
+            .into_data()
+            .try_to_vec()
+            .expect("f32 output");
+        for (file, row) in chunk.iter().zip(probs.chunks(classes)) {
+            predictions.push((file.clone(), top_k(row, args.topk)));
+        }
+    }
+
+    if args.json {
+        let items: Vec<_> = predictions
+            .iter()
+            .map(|(file, top)| {
+                let topk: Vec<_> = top
+                    .iter()
+                    .map(|&(i, p)| json!({"class": names[i], "index": i, "prob": p}))
+                    .collect();
+                json!({"file": file, "topk": topk})
+            })
+            .collect();
+        print_json(&json!({ "predictions": items }));
+    } else if args.csv {
+        println!("file,rank,index,class,prob");
+        for (file, top) in &predictions {
+            for (rank, &(i, p)) in top.iter().enumerate() {
+                println!(
+                    "{},{},{i},\"{}\",{p:.6}",
+                    file.display(),
+                    rank + 1,
+                    names[i].replace('"', "\"\"")
+                );
+            }
+        }
+    } else {
+        for (file, top) in &predictions {
+            println!("{}", file.display());
+            for &(i, p) in top {
+                println!("  {:>6.2}%  {:>4}  {}", 100.0 * p, i, names[i]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `k` most probable classes, most probable first.
+fn top_k(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut ranked: Vec<(usize, f32)> = probs.iter().copied().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.truncate(k);
+    ranked
+}
+
+fn class_names(class_map: Option<&Path>, classes: usize) -> Result<Vec<String>> {
+    let names = match class_map {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| path.display().to_string())?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None if classes == 1000 => imagenet_class_names(),
+        None => (0..classes).map(|i| i.to_string()).collect::<Vec<_>>(),
+    };
+    if names.len() != classes {
+        bail!(
+            "{}: {} class names for a model with {classes} classes",
+            class_map.map_or("the built-in class list".into(), |p| p
+                .display()
+                .to_string()),
+            names.len()
+        );
+    }
+    Ok(names)
+}
+
+/// Files, folders (their images, sorted) and glob patterns (`*`, `?` in the file name).
+fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
+    let is_image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    };
+    let list = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| dir.display().to_string())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && keep(p))
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    let mut files = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        let found = if path.is_dir() {
+            list(path, &is_image)?
+        } else if input.contains(['*', '?']) {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let pattern = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            list(dir, &|p: &Path| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| glob_match(&pattern, n))
+            })?
+        } else if path.is_file() {
+            vec![path.to_path_buf()]
+        } else {
+            bail!("{input}: no such file or folder");
+        };
+        ensure!(
+            !found.is_empty(),
+            "{input}: no image found (jpg, jpeg, png, webp)"
+        );
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_k;
+
+    #[test]
+    fn top_k_orders_by_probability_then_index() {
+        assert_eq!(
+            top_k(&[0.1, 0.5, 0.1, 0.3], 3),
+            vec![(1, 0.5), (3, 0.3), (0, 0.1)]
+        );
+        assert_eq!(top_k(&[1.0], 5).len(), 1);
+    }
+}
