@@ -12,7 +12,7 @@ use t2t_models::weights::{read_safetensors, state_dict, write_safetensors, State
 use t2t_models::{Model, ModelConfig};
 
 use crate::metrics::EpochRow;
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{Optimizer, OptimizerConfig};
 use crate::schedule::CosineSchedule;
 use crate::TrainError;
 
@@ -25,10 +25,12 @@ pub struct TrainState {
     /// Epochs of the schedule including cooldown.
     pub total_epochs: usize,
     pub schedule: CosineSchedule,
-    pub optim: AdamWConfig,
+    pub optim: OptimizerConfig,
     pub grad_accum_steps: usize,
     pub clip_grad: Option<f64>,
     pub ema_decay: Option<f64>,
+    pub transfer_ratio: Option<f64>,
+    pub freeze: Vec<String>,
     /// The epoch in progress and the next batch of it to train on.
     pub epoch: usize,
     pub next_batch: usize,
@@ -72,7 +74,7 @@ pub fn save(
     name: &str,
     model: &Model,
     ema: Option<&Model>,
-    optim: &AdamW,
+    optim: &Optimizer,
     state: &TrainState,
 ) -> Result<(), TrainError> {
     write_safetensors(&model_path(dir, name), &weights_file(model, state))?;

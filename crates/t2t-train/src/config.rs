@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use t2t_models::registry::DataConfig;
+
 use crate::TrainError;
 
 /// Which images to train on.
@@ -55,10 +57,24 @@ pub struct TrainConfig {
     pub clip_grad: Option<f64>,
     pub batch_size: usize,
     pub grad_accum_steps: usize,
+    /// `adamw` (timm's parameter groups) or `sgd` (momentum, decay on everything).
+    pub opt: String,
+    pub momentum: f64,
+    /// Fine-tuning: the learning rate of all but the head is `lr × transfer_ratio`.
+    pub transfer_ratio: Option<f64>,
+    /// Keys (prefixes) of parameters to keep frozen, e.g. `tokens_to_token` or `blocks.0.`.
+    pub freeze: Vec<String>,
+    /// Change the learning rate once an epoch (PyTorch's `CosineAnnealingLR`).
+    pub lr_per_epoch: bool,
 
     /// `pad_crop` (CIFAR style: pad 4, random crop, flip) or `rrc`
     /// (RandomResizedCrop + flip + RandAugment, the ImageNet recipe).
     pub train_transform: String,
+    /// Zero padding of `pad_crop` (4 at 32×32; the transfer recipe pads 224 by 28).
+    pub crop_pad: usize,
+    /// Normalisation; the model's own statistics when unset.
+    pub mean: Option<[f64; 3]>,
+    pub std: Option<[f64; 3]>,
     pub scale: [f64; 2],
     pub ratio: [f64; 2],
     pub hflip: f64,
@@ -86,7 +102,7 @@ pub struct TrainConfig {
 }
 
 /// Names of the presets `--preset` accepts.
-pub const PRESETS: &[&str] = &["builtin", "cifar", "imagenet"];
+pub const PRESETS: &[&str] = &["builtin", "cifar", "imagenet", "transfer"];
 
 /// The settings of a preset for `model`, as a JSON object to overlay.
 pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
@@ -95,7 +111,8 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
         "initial_checkpoint": null, "data_dir": null, "train_split": "train", "val_split": "val",
         "class_map": null, "synthetic_train_size": 6000, "synthetic_val_size": 1000,
         "min_lr": 1e-5, "warmup_lr": 1e-6, "opt_eps": 1e-8, "opt_betas": [0.9, 0.999],
-        "clip_grad": null, "grad_accum_steps": 1, "scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0],
+        "clip_grad": null, "grad_accum_steps": 1, "opt": "adamw", "momentum": 0.9,
+        "transfer_ratio": null, "freeze": [], "lr_per_epoch": false, "crop_pad": 4, "mean": null, "std": null, "scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0],
         "hflip": 0.5, "color_jitter": 0.4, "mixup_prob": 1.0, "mixup_switch_prob": 0.5,
         "crop_pct": null, "drop": 0.0, "seed": 42, "workers": 2, "output": "output/train",
         "recovery_interval": null, "stop_after_steps": null,
@@ -128,6 +145,20 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
                 "model_ema": true, "model_ema_decay": 0.99996,
             })
         }
+        // The official CIFAR fine-tuning (`transfer_learning.py`, REFERENCE.md §2.2):
+        // 32x32 upsampled to 224, SGD, head lr 0.05 and backbone 0.01x, cosine per
+        // epoch to 2e-4 over 60 epochs, plain cross entropy, CIFAR statistics. The
+        // script leaves cls_token and the final norm out of every group: frozen.
+        "transfer" => json!({
+            "dataset": "cifar10", "img_size": 224, "epochs": 60, "cooldown_epochs": 0,
+            "warmup_epochs": 0, "lr": 0.05, "warmup_lr": 0.05, "min_lr": 2e-4,
+            "lr_per_epoch": true, "opt": "sgd", "momentum": 0.9, "weight_decay": 5e-4,
+            "transfer_ratio": 0.01, "freeze": ["cls_token", "norm."], "batch_size": 64,
+            "train_transform": "pad_crop", "crop_pad": 28, "aa": "", "reprob": 0.0,
+            "smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "drop_path": 0.1, "crop_pct": 1.0,
+            "model_ema": false, "model_ema_decay": 0.9998, "val_split": "test",
+            "mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010],
+        }),
         other => {
             return Err(TrainError::Config(format!(
                 "--preset {other:?}: unknown (known: {})",
@@ -218,6 +249,16 @@ impl TrainConfig {
         serde_json::from_value(value).map_err(|e| TrainError::Config(format!("config: {e}")))
     }
 
+    /// The model's data settings with this run's `mean`, `std` and `crop_pct`.
+    pub fn data_config(&self, model: &DataConfig) -> DataConfig {
+        DataConfig {
+            mean: self.mean.unwrap_or(model.mean),
+            std: self.std.unwrap_or(model.std),
+            crop_pct: self.crop_pct.unwrap_or(model.crop_pct),
+            interpolation: model.interpolation.clone(),
+        }
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a config serialises")
     }
@@ -241,6 +282,24 @@ mod tests {
         let c = TrainConfig::resolve("imagenet", "t2t_vit_7", None, json!({})).unwrap();
         assert_eq!((c.lr, c.weight_decay), (1e-3, 0.03));
         assert!(TrainConfig::resolve("nope", "t2t_vit_7", None, json!({})).is_err());
+    }
+
+    #[test]
+    fn transfer_preset_follows_the_official_script() {
+        let c = TrainConfig::resolve("transfer", "t2t_vit_14", None, json!({})).unwrap();
+        assert_eq!(
+            (c.opt.as_str(), c.lr, c.weight_decay, c.momentum),
+            ("sgd", 0.05, 5e-4, 0.9)
+        );
+        assert_eq!(
+            (c.transfer_ratio, c.epochs, c.min_lr, c.lr_per_epoch),
+            (Some(0.01), 60, 2e-4, true)
+        );
+        assert_eq!(
+            (c.img_size, c.crop_pad, c.batch_size, c.smoothing),
+            (Some(224), 28, 64, 0.0)
+        );
+        assert_eq!(c.freeze, ["cls_token", "norm."]);
     }
 
     #[test]

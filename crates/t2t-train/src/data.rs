@@ -73,17 +73,16 @@ pub fn open_datasets(config: &TrainConfig, img_size: usize) -> Result<Datasets, 
 }
 
 /// The evaluation pipeline of a model: resize to `img_size / crop_pct`,
-/// centre crop, normalise with the model's statistics.
+/// centre crop, normalise.
 pub fn eval_loader_config(
     data: &DataConfig,
-    crop_pct: Option<f64>,
     batch_size: usize,
     img_size: usize,
     classes: usize,
 ) -> LoaderConfig {
     let mut loader = LoaderConfig::new(batch_size, img_size, classes);
     loader.transform = Transform::Eval {
-        crop_pct: crop_pct.unwrap_or(data.crop_pct),
+        crop_pct: data.crop_pct,
         filter: if data.interpolation == "bilinear" {
             Filter::Bilinear
         } else {
@@ -118,7 +117,7 @@ pub fn train_loader_config(
     });
     loader.transform = match config.train_transform.as_str() {
         "pad_crop" => Transform::CifarTrain {
-            pad: 4,
+            pad: config.crop_pad,
             flip: config.hflip > 0.0,
         },
         "rrc" => {

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use t2t_models::layers::set_stochastic;
-use t2t_models::weights::load_state_dict;
+use t2t_models::weights::{load_state_dict, map_keyed, KeyedMapper};
 use t2t_models::{Model, ModelConfig};
 
 use crate::checkpoint::{self, TrainState};
@@ -18,7 +18,7 @@ use crate::ema::ModelEma;
 use crate::grads::Gradients;
 use crate::loss::soft_target_cross_entropy;
 use crate::metrics::{EpochRow, EvalAccumulator, EvalMetrics};
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{Optimizer, OptimizerConfig};
 use crate::report;
 use crate::schedule::CosineSchedule;
 use crate::TrainError;
@@ -85,11 +85,18 @@ pub struct Recipe {
     pub lr: f64,
     pub min_lr: f64,
     pub warmup_lr: f64,
-    pub optim: AdamWConfig,
+    pub optim: OptimizerConfig,
     pub grad_accum_steps: usize,
     pub clip_grad: Option<f64>,
     pub model_ema_decay: Option<f64>,
     pub seed: u64,
+    /// Fine-tuning: the learning rate of everything but the head is scaled
+    /// by this (the official transfer script's `--transfer-ratio`).
+    pub transfer_ratio: Option<f64>,
+    /// Parameters whose keys start with one of these stay frozen.
+    pub freeze: Vec<String>,
+    /// Change the learning rate once an epoch instead of every step.
+    pub lr_per_epoch: bool,
 }
 
 /// Options that do not change the result of a run.
@@ -105,7 +112,7 @@ pub struct RunOptions {
 pub struct Trainer {
     pub model: Model,
     pub ema: Option<ModelEma>,
-    pub optim: AdamW,
+    pub optim: Optimizer,
     pub state: TrainState,
     pub output: PathBuf,
     device: Device,
@@ -137,6 +144,11 @@ impl Trainer {
             warmup_lr: recipe.warmup_lr,
             warmup_steps: recipe.warmup_epochs as u64 * steps_per_epoch,
             cosine_steps: recipe.epochs as u64 * steps_per_epoch,
+            update_every: if recipe.lr_per_epoch {
+                steps_per_epoch
+            } else {
+                1
+            },
         };
         let device = model
             .devices()
@@ -147,9 +159,9 @@ impl Trainer {
             .model_ema_decay
             .map(|decay| ModelEma::new(&model, decay));
         Self {
-            model: set_stochastic(model, true),
+            model: set_stochastic(freeze(model, &recipe.freeze), true),
             ema,
-            optim: AdamW::new(recipe.optim),
+            optim: Optimizer::new(recipe.optim),
             state: TrainState {
                 model_name: model_name.to_string(),
                 model_config,
@@ -167,6 +179,8 @@ impl Trainer {
                 best_top1: None,
                 clip_grad: recipe.clip_grad,
                 ema_decay: recipe.model_ema_decay,
+                transfer_ratio: recipe.transfer_ratio,
+                freeze: recipe.freeze.clone(),
             },
             output: output.to_path_buf(),
             device,
@@ -191,7 +205,7 @@ impl Trainer {
             }),
             _ => None,
         };
-        let mut optim = AdamW::new(state.optim);
+        let mut optim = Optimizer::new(state.optim);
         optim.load_state(
             loaded.optimizer_steps,
             &loaded.moments,
@@ -203,7 +217,7 @@ impl Trainer {
             path.parent().unwrap_or(Path::new(".")).to_path_buf()
         };
         Ok(Self {
-            model: set_stochastic(model, true),
+            model: set_stochastic(freeze(model, &state.freeze), true),
             ema,
             optim,
             state,
@@ -265,7 +279,12 @@ impl Trainer {
             if let Some(max_norm) = self.state.clip_grad {
                 grads.clip_global_norm(max_norm);
             }
-            self.model = self.optim.step(self.model.clone(), &grads, lr, &|_| 1.0);
+            let ratio = self.state.transfer_ratio;
+            let lr_scale = |key: &str| match ratio {
+                Some(ratio) if !key.starts_with("head.") => ratio,
+                _ => 1.0,
+            };
+            self.model = self.optim.step(self.model.clone(), &grads, lr, &lr_scale);
             if let Some(ema) = &mut self.ema {
                 ema.update(&self.model);
             }
@@ -421,6 +440,28 @@ impl Trainer {
         )
         .map_err(|e| TrainError::io(&path, e))
     }
+}
+
+/// Stops gradients for the parameters whose keys start with one of `prefixes`.
+fn freeze(model: Model, prefixes: &[String]) -> Model {
+    struct Freeze<'a>(&'a [String]);
+    impl KeyedMapper for Freeze<'_> {
+        fn map<const D: usize>(
+            &mut self,
+            key: &str,
+            _: bool,
+            param: Param<Tensor<D>>,
+        ) -> Param<Tensor<D>> {
+            match self.0.iter().any(|p| key.starts_with(p.as_str())) {
+                true => param.set_require_grad(false),
+                false => param,
+            }
+        }
+    }
+    if prefixes.is_empty() {
+        return model;
+    }
+    map_keyed(model, &mut Freeze(prefixes))
 }
 
 /// Top-1, top-5 and cross entropy (hard labels) of `model` over `source`.

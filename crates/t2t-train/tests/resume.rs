@@ -10,7 +10,7 @@ use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, read_safetensors, state_dict, StateDict};
 use t2t_models::ModelConfig;
 use t2t_train::metrics::EpochRow;
-use t2t_train::optim::AdamWConfig;
+use t2t_train::optim::{AdamWConfig, OptimizerConfig};
 use t2t_train::trainer::{
     mix, BatchSource, HostBatch, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer,
 };
@@ -73,7 +73,10 @@ fn recipe() -> Recipe {
         lr: 1e-3,
         min_lr: 1e-5,
         warmup_lr: 1e-6,
-        optim: AdamWConfig::default(),
+        optim: OptimizerConfig::AdamW(AdamWConfig::default()),
+        transfer_ratio: None,
+        freeze: Vec::new(),
+        lr_per_epoch: false,
         grad_accum_steps: 2,
         clip_grad: Some(1.0),
         model_ema_decay: Some(0.9),

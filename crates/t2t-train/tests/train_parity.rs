@@ -16,7 +16,7 @@ use t2t_models::weights::{
 use t2t_models::Model;
 use t2t_train::grads::Gradients;
 use t2t_train::loss::{smoothed_targets, soft_target_cross_entropy};
-use t2t_train::optim::{AdamW, AdamWConfig};
+use t2t_train::optim::{AdamWConfig, Optimizer, OptimizerConfig};
 
 fn fixture(name: &str) -> Option<PathBuf> {
     let Some(root) = std::env::var_os("T2T_FIXTURES") else {
@@ -148,7 +148,7 @@ fn check(file: &str, weights_file: &str) {
         ..AdamWConfig::default()
     };
     let stepped = |grads: &Gradients| {
-        let mut optim = AdamW::new(config);
+        let mut optim = Optimizer::new(OptimizerConfig::AdamW(config));
         state_dict(&optim.step(model.clone(), grads, 1e-3, &|_| 1.0))
     };
     // (a) the optimizer alone, fed the stored gradients: 1e-6 everywhere.

@@ -53,6 +53,19 @@ pub struct ModelFlagArgs {
     pub overrides: ModelOverrides,
 }
 
+/// Changes to a model's evaluation transform.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EvalTransformArgs {
+    /// Resize to img_size / crop_pct before the centre crop.
+    #[arg(long)]
+    pub crop_pct: Option<f64>,
+    /// Normalisation mean (default: the model's).
+    #[arg(long, num_args = 3)]
+    pub mean: Option<Vec<f64>>,
+    #[arg(long, num_args = 3)]
+    pub std: Option<Vec<f64>>,
+}
+
 /// Changes to a registered configuration.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ModelOverrides {
@@ -220,10 +233,39 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_accum_steps: Option<usize>,
+    /// adamw or sgd.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opt: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// Fine-tuning: learning rate of all but the head = lr x ratio.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer_ratio: Option<f64>,
+    /// Keep parameters whose names start with these prefixes frozen.
+    #[arg(long, num_args = 1..)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Vec<String>>,
+    /// Change the learning rate once an epoch instead of every step.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_per_epoch: Option<bool>,
     /// pad_crop or rrc.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_transform: Option<String>,
+    /// Zero padding of the pad_crop transform.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop_pad: Option<usize>,
+    #[arg(long, num_args = 3)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    #[arg(long, num_args = 3)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
     #[arg(long, num_args = 2)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<Vec<f64>>,
@@ -312,8 +354,8 @@ pub struct ValidateArgs {
     /// Evaluate the raw weights even when EMA weights are present.
     #[arg(long)]
     pub no_ema: bool,
-    #[arg(long)]
-    pub crop_pct: Option<f64>,
+    #[command(flatten)]
+    pub transform: EvalTransformArgs,
     #[arg(short = 'b', long, default_value_t = 64)]
     pub batch_size: usize,
     /// Size of the built-in dataset's split (synthetic only).
@@ -360,8 +402,8 @@ pub struct PredictArgs {
     pub class_map: Option<PathBuf>,
     #[arg(long)]
     pub no_ema: bool,
-    #[arg(long)]
-    pub crop_pct: Option<f64>,
+    #[command(flatten)]
+    pub transform: EvalTransformArgs,
     /// Print CSV (file,rank,index,class,prob) instead of a table.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,

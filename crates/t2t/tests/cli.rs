@@ -394,3 +394,76 @@ fn predict_gives_the_top5_of_the_logits_path() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn fine_tuning_replaces_the_head_regenerates_positions_and_honours_freezing() {
+    let dir = std::env::temp_dir().join(format!("t2t-cli-finetune-{}", std::process::id()));
+    let (pre, fine) = (dir.join("pre"), dir.join("fine"));
+    let small = [
+        "--epochs",
+        "1",
+        "--synthetic-train-size",
+        "64",
+        "--synthetic-val-size",
+        "32",
+        "-b",
+        "32",
+    ];
+    let mut args = vec![
+        "train",
+        "-o",
+        pre.to_str().unwrap(),
+        "--num-classes",
+        "12",
+        "--model-ema",
+        "false",
+    ];
+    args.extend(small);
+    let run = t2t(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    // 48x48 inputs, the dataset's 10 classes, frozen T2T module, backbone at lr x 0.
+    let mut args = vec![
+        "train",
+        "-o",
+        fine.to_str().unwrap(),
+        "--initial-checkpoint",
+        pre.to_str().unwrap(),
+        "--img-size",
+        "48",
+        "--freeze",
+        "tokens_to_token",
+        "--transfer-ratio",
+        "0",
+        "--json",
+    ];
+    args.extend(small);
+    let run = t2t(&args);
+    let log = stderr(&run);
+    assert!(run.status.success(), "{log}");
+    assert!(
+        log.contains("head replaced and re-initialised: 12 -> 10 classes"),
+        "{log}"
+    );
+    assert!(
+        log.contains("pos_embed [1, 65, 128] -> [1, 145, 128]: sinusoid table regenerated"),
+        "{log}"
+    );
+
+    let read = |p: PathBuf| t2t_models::weights::read_safetensors(&p).unwrap().tensors;
+    let (before, after) = (
+        read(pre.join("last.safetensors")),
+        read(fine.join("last.safetensors")),
+    );
+    assert_eq!(after["head.weight"].shape, vec![10, 128]);
+    for (key, tensor) in &after {
+        if key.starts_with("tokens_to_token") || key.starts_with("blocks.") || key == "cls_token" {
+            assert_eq!(tensor, &before[key], "{key} must not move");
+        }
+    }
+    assert!(
+        after["head.bias"].values.iter().any(|v| *v != 0.0),
+        "the head trains"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use anyhow::Result;
 use t2t_models::import::{import_weights, Imported};
-use t2t_models::registry::{self, ModelSpec};
+use t2t_models::registry::{self, DataConfig, ModelSpec};
 
-use crate::cli::{Cli, Command, ModelOverrides};
+use crate::cli::{Cli, Command, EvalTransformArgs, ModelOverrides};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -42,6 +42,19 @@ pub fn resolve_model(name: &str, overrides: &ModelOverrides) -> Result<ModelSpec
     }
     spec.config.apply_kwargs(&kwargs)?;
     Ok(spec)
+}
+
+/// A model's evaluation settings with the command line's changes.
+pub fn eval_data_config(model: &DataConfig, args: &EvalTransformArgs) -> DataConfig {
+    let triple = |v: &Option<Vec<f64>>, default: [f64; 3]| {
+        v.as_ref().map_or(default, |v| [v[0], v[1], v[2]])
+    };
+    DataConfig {
+        mean: triple(&args.mean, model.mean),
+        std: triple(&args.std, model.std),
+        crop_pct: args.crop_pct.unwrap_or(model.crop_pct),
+        interpolation: model.interpolation.clone(),
+    }
 }
 
 /// Prints `value` as the one JSON object on stdout's last line.

@@ -10,7 +10,7 @@ use t2t_data::transforms::{normalize, resize_shorter_then_center_crop, Filter};
 use t2t_models::registry::imagenet_class_names;
 use t2t_models::weights::load_state_dict;
 
-use super::{glob_match, load_weights, print_json, resolve_model};
+use super::{eval_data_config, glob_match, load_weights, print_json, resolve_model};
 use crate::cli::PredictArgs;
 
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
@@ -27,11 +27,9 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let device = Device::default();
     let model = load_state_dict(spec.config.init(&device)?, &imported.dict, &imported.source)?;
     let size = spec.config.img_size();
-    let crop_pct = args.crop_pct.unwrap_or(spec.data.crop_pct);
-    let (mean, std) = (
-        spec.data.mean.map(|m| m as f32),
-        spec.data.std.map(|s| s as f32),
-    );
+    let data = eval_data_config(&spec.data, &args.transform);
+    let (mean, std) = (data.mean.map(|m| m as f32), data.std.map(|s| s as f32));
+    let crop_pct = data.crop_pct;
 
     let mut predictions = Vec::new();
     for chunk in files.chunks(CHUNK) {

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -12,7 +12,7 @@ use t2t_models::weights::load_state_dict;
 use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::metrics::EpochRow;
-use t2t_train::optim::AdamWConfig;
+use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
 use t2t_train::trainer::{Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
 use super::{load_weights, print_json, resolve_model};
@@ -107,17 +107,12 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let img_size = spec.config.img_size();
     let classes = spec.config.num_classes();
     let datasets = open_datasets(&config, img_size)?;
+    let data = config.data_config(&spec.data);
     let train = LoaderSource::new(
         Arc::clone(&datasets.train),
-        train_loader_config(&config, &spec.data, img_size, classes)?,
+        train_loader_config(&config, &data, img_size, classes)?,
     )?;
-    let mut eval_config = eval_loader_config(
-        &spec.data,
-        config.crop_pct,
-        config.batch_size,
-        img_size,
-        classes,
-    );
+    let mut eval_config = eval_loader_config(&data, config.batch_size, img_size, classes);
     eval_config.workers = config.workers;
     let val = LoaderSource::new(datasets.val, eval_config)?;
 
@@ -230,11 +225,21 @@ fn start(
         lr: config.lr,
         min_lr: config.min_lr,
         warmup_lr: config.warmup_lr,
-        optim: AdamWConfig {
-            betas: (config.opt_betas[0], config.opt_betas[1]),
-            eps: config.opt_eps,
-            weight_decay: config.weight_decay,
+        optim: match config.opt.as_str() {
+            "adamw" => OptimizerConfig::AdamW(AdamWConfig {
+                betas: (config.opt_betas[0], config.opt_betas[1]),
+                eps: config.opt_eps,
+                weight_decay: config.weight_decay,
+            }),
+            "sgd" => OptimizerConfig::Sgd(SgdConfig {
+                momentum: config.momentum,
+                weight_decay: config.weight_decay,
+            }),
+            other => bail!("--opt {other:?}: known optimizers are adamw and sgd"),
         },
+        transfer_ratio: config.transfer_ratio,
+        freeze: config.freeze.clone(),
+        lr_per_epoch: config.lr_per_epoch,
         grad_accum_steps: config.grad_accum_steps.max(1),
         clip_grad: config.clip_grad,
         model_ema_decay: config.model_ema.then_some(config.model_ema_decay),

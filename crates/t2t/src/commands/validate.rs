@@ -8,7 +8,7 @@ use t2t_train::config::DatasetKind;
 use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
 use t2t_train::trainer::evaluate;
 
-use super::{load_weights, print_json, resolve_model};
+use super::{eval_data_config, load_weights, print_json, resolve_model};
 use crate::cli::ValidateArgs;
 
 pub fn run(args: ValidateArgs) -> Result<ExitCode> {
@@ -30,8 +30,7 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
     )?;
     let classes = spec.config.num_classes();
     let config = eval_loader_config(
-        &spec.data,
-        args.crop_pct,
+        &eval_data_config(&spec.data, &args.transform),
         args.batch_size,
         img_size,
         classes,
