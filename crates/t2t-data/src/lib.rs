@@ -22,7 +22,7 @@ pub mod transforms;
 use std::path::PathBuf;
 
 pub use cifar::{CifarDataset, CifarKind};
-pub use folder::ImageFolder;
+pub use folder::{decode_file, ImageFolder};
 pub use loader::{Batch, Epoch, Loader, LoaderConfig, Transform};
 pub use mixup::MixupConfig;
 pub use synthetic::Synthetic;
