@@ -8,6 +8,7 @@
 pub mod complexity;
 pub mod error;
 pub mod import;
+pub mod kernels;
 pub mod layers;
 pub mod models;
 pub mod parity;

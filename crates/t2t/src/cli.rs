@@ -125,6 +125,9 @@ pub struct BenchArgs {
     pub model: ModelFlagArgs,
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
+    /// Time training steps (forward, backward, AdamW) instead of inference.
+    #[arg(long)]
+    pub train: bool,
     /// Untimed runs before measuring.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,

@@ -1,6 +1,8 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{activation::gelu, Device, Tensor};
+use burn::tensor::{Device, Tensor};
+
+use crate::kernels::gelu;
 
 use super::{layer_norm, linear, FastAttention, FastAttentionConfig};
 

@@ -1,6 +1,8 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, Linear};
-use burn::tensor::{activation::gelu, Device, Tensor};
+use burn::tensor::{Device, Tensor};
+
+use crate::kernels::gelu;
 
 use super::attention::{merge_heads, split_heads};
 use super::{dropout, linear, linear_macs, multi_head_attention, Sublayer};

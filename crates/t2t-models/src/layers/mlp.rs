@@ -1,6 +1,8 @@
 use burn::module::Module;
 use burn::nn::{Dropout, Linear};
-use burn::tensor::{activation::gelu, Device, Tensor};
+use burn::tensor::{Device, Tensor};
+
+use crate::kernels::gelu;
 
 use super::{dropout, linear, linear_macs, Sublayer};
 use crate::complexity::Macs;

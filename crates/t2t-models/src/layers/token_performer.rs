@@ -1,6 +1,8 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, LayerNorm, Linear};
-use burn::tensor::{activation::gelu, Device, Tensor};
+use burn::tensor::{Device, Tensor};
+
+use crate::kernels::gelu;
 
 use super::{dropout, layer_norm, layer_norm_macs, linear, linear_macs, Sublayer};
 use crate::complexity::Macs;

@@ -4,7 +4,9 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{activation::gelu, Device, Tensor};
+use burn::tensor::{Device, Tensor};
+
+use crate::kernels::gelu;
 
 use super::t2t_vit::dense_widths;
 use super::T2tVitConfig;

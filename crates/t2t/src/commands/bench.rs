@@ -4,6 +4,9 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Distribution, Tensor};
 use serde_json::json;
+use t2t_train::grads::Gradients;
+use t2t_train::loss::{smoothed_targets, soft_target_cross_entropy};
+use t2t_train::optim::{AdamWConfig, Optimizer, OptimizerConfig};
 
 use super::{print_json, resolve_model};
 use crate::cli::BenchArgs;
@@ -12,40 +15,42 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     ensure!(args.iters > 0, "--iters must be at least 1");
     let spec = resolve_model(&args.model.model, &args.model.overrides)?;
-    let device = Device::default();
-    let model = spec.config.init(&device)?;
     let size = spec.config.img_size();
-    let images = Tensor::<4>::random(
-        [args.batch_size, 3, size, size],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let step = || {
-        // Reading the result back waits for the whole computation.
-        model.forward(images.clone()).into_data();
-    };
-    for _ in 0..args.warmup {
-        step();
-    }
-    let mut times_ms: Vec<f64> = (0..args.iters)
-        .map(|_| {
-            let start = Instant::now();
-            step();
-            start.elapsed().as_secs_f64() * 1e3
+    let classes = spec.config.num_classes();
+    let shape = [args.batch_size, 3, size, size];
+    let times_ms = if args.train {
+        let device = Device::default().autodiff();
+        let mut model = spec.config.init(&device)?;
+        let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let labels: Vec<usize> = (0..args.batch_size).map(|i| i % classes).collect();
+        let targets = smoothed_targets(&labels, classes, 0.1, &device);
+        let mut optim = Optimizer::new(OptimizerConfig::AdamW(AdamWConfig::default()));
+        time(args.warmup, args.iters, || {
+            let loss = soft_target_cross_entropy(model.forward(images.clone()), targets.clone());
+            let grads = Gradients::collect(&model, &loss.backward());
+            model = optim.step(model.clone(), &grads, 1e-3, &|_| 1.0);
         })
-        .collect();
-    times_ms.sort_by(f64::total_cmp);
+    } else {
+        let device = Device::default();
+        let model = spec.config.init(&device)?;
+        let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        // Reading the result back waits for the whole computation.
+        time(args.warmup, args.iters, || {
+            model.forward(images.clone()).into_data();
+        })
+    };
     let median = times_ms[times_ms.len() / 2];
     let img_per_s = args.batch_size as f64 / (median / 1e3);
+    let mode = if args.train { "train" } else { "inference" };
     let peak_rss_mb = peak_rss_mb();
     if args.json {
         print_json(&json!({
-            "model": spec.name, "img_size": size, "batch_size": args.batch_size, "mode": "inference",
+            "model": spec.name, "img_size": size, "batch_size": args.batch_size, "mode": mode,
             "img_per_s": img_per_s, "ms_per_batch": median, "times_ms": times_ms, "peak_rss_mb": peak_rss_mb,
         }));
     } else {
         println!(
-            "{} {size}px batch {}: {median:.1} ms/batch (median of {}), {img_per_s:.2} img/s, peak RSS {}",
+            "{} {mode} {size}px batch {}: {median:.1} ms/batch (median of {}), {img_per_s:.2} img/s, peak RSS {}",
             spec.name,
             args.batch_size,
             args.iters,
@@ -53,6 +58,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `step` `warmup` times untimed, then `iters` times timed; sorted milliseconds.
+fn time(warmup: usize, iters: usize, mut step: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        step();
+    }
+    let mut times: Vec<f64> = (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            step();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
 }
 
 /// The process's peak resident set (Linux `VmHWM`).

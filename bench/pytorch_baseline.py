@@ -1,0 +1,205 @@
+"""PyTorch baseline for `t2t bench`: the official T2T-ViT computation, op for op.
+
+nn.Unfold soft splits, the einsum Performer with its `.float()` casts, explicit
+softmax attention, exact GELU, LayerNorm eps 1e-5, 2 threads. Before timing it
+loads a golden fixture made with the official code and must reproduce its
+logits to 1e-5, so the baseline cannot be a weaker model than the official one.
+
+    bench/.venv/bin/python bench/pytorch_baseline.py --model t2t_vit_7 --batch-size 16 [--train] --json
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+CONFIGS = {  # embed_dim, depth, heads, mlp_ratio, fixture
+    "t2t_vit_7": (256, 7, 4, 2.0, "t2t_vit_7.safetensors"),
+    "t2t_vit_14": (384, 14, 6, 3.0, "t2t_vit_14.safetensors"),
+}
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TokenPerformer(nn.Module):
+    def __init__(self, dim, emb=64, kernel_ratio=0.5):
+        super().__init__()
+        self.emb = emb
+        self.kqv = nn.Linear(dim, 3 * emb)
+        self.dp = nn.Dropout(0.1)
+        self.proj = nn.Linear(emb, emb)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(emb)
+        self.mlp = nn.Sequential(nn.Linear(emb, emb), nn.GELU(), nn.Linear(emb, emb), nn.Dropout(0.1))
+        self.m = int(emb * kernel_ratio)
+        self.w = nn.Parameter(torch.randn(self.m, emb), requires_grad=False)
+
+    def prm_exp(self, x):
+        xd = (x * x).sum(dim=-1, keepdim=True).repeat(1, 1, self.m) / 2
+        wtx = torch.einsum("bti,mi->btm", x.float(), self.w)
+        return torch.exp(wtx - xd) / math.sqrt(self.m)
+
+    def forward(self, x):
+        k, q, v = torch.split(self.kqv(self.norm1(x)), self.emb, dim=-1)
+        kp, qp = self.prm_exp(k), self.prm_exp(q)
+        d = torch.einsum("bti,bi->bt", qp, kp.sum(dim=1)).unsqueeze(dim=2)
+        kptv = torch.einsum("bin,bim->bnm", v.float(), kp)
+        y = torch.einsum("bti,bni->btn", qp, kptv) / (d.repeat(1, 1, self.emb) + 1e-8)
+        y = v + self.dp(self.proj(y))
+        return y + self.mlp(self.norm2(y))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, mlp_ratio):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class T2TModule(nn.Module):
+    def __init__(self, embed_dim, token_dim=64):
+        super().__init__()
+        self.soft_split0 = nn.Unfold(kernel_size=(7, 7), stride=(4, 4), padding=(2, 2))
+        self.soft_split1 = nn.Unfold(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))
+        self.soft_split2 = nn.Unfold(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))
+        self.attention1 = TokenPerformer(3 * 7 * 7, token_dim)
+        self.attention2 = TokenPerformer(token_dim * 3 * 3, token_dim)
+        self.project = nn.Linear(token_dim * 3 * 3, embed_dim)
+
+    @staticmethod
+    def restructure(x):
+        b, hw, c = x.shape
+        side = int(math.sqrt(hw))
+        return x.transpose(1, 2).reshape(b, c, side, side)
+
+    def forward(self, x):
+        x = self.attention1(self.soft_split0(x).transpose(1, 2))
+        x = self.attention2(self.soft_split1(self.restructure(x)).transpose(1, 2))
+        return self.project(self.soft_split2(self.restructure(x)).transpose(1, 2))
+
+
+class T2TViT(nn.Module):
+    def __init__(self, embed_dim, depth, heads, mlp_ratio, num_classes=1000, img_size=224):
+        super().__init__()
+        n = (img_size // 16) ** 2
+        self.tokens_to_token = T2TModule(embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList([Block(embed_dim, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, x):
+        x = self.tokens_to_token(x)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x)[:, 0])
+
+
+def build(name, fixtures):
+    embed_dim, depth, heads, mlp_ratio, fixture = CONFIGS[name]
+    model = T2TViT(embed_dim, depth, heads, mlp_ratio)
+    tensors = load_file(os.path.join(fixtures, "t2t", fixture))
+    weights = {k: v for k, v in tensors.items() if not k.startswith("__")}
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    with torch.no_grad():
+        diff = (model(tensors["__input"]) - tensors["__logits"]).abs().max().item()
+    if diff > 1e-5:
+        raise SystemExit(f"baseline does not reproduce {fixture}: max |logits diff| {diff:.3e} > 1e-5")
+    return model, diff
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="t2t_vit_7", choices=sorted(CONFIGS))
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--train", action="store_true")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--fixtures", default=os.environ.get("T2T_FIXTURES", "../shared/fixtures"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+    model, parity = build(args.model, args.fixtures)
+    images = torch.randn(args.batch_size, 3, 224, 224)
+    labels = torch.arange(args.batch_size) % 1000
+    if args.train:
+        model.train()
+        decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and n != "cls_token"]
+        no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or n == "cls_token")]
+        optimizer = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": 0.05}], lr=1e-3)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(images), labels, label_smoothing=0.1).backward()
+            optimizer.step()
+    else:
+        def step():
+            with torch.no_grad():
+                model(images)
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    median = statistics.median(times)
+    result = {
+        "model": args.model, "batch_size": args.batch_size, "mode": "train" if args.train else "inference",
+        "img_per_s": args.batch_size / (median / 1e3), "ms_per_batch": median, "times_ms": sorted(times),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "parity_max_abs_diff": parity,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"pytorch {args.model} {result['mode']} batch {args.batch_size}: {median:.1f} ms/batch, "
+              f"{result['img_per_s']:.2f} img/s, peak RSS {result['peak_rss_mb']:.0f} MB (parity {parity:.1e})")
+
+
+if __name__ == "__main__":
+    main()
