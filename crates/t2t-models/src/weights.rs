@@ -78,7 +78,11 @@ const RENAMES: &[(&str, &str, &str)] = &[
 ];
 
 /// Fields whose contents sit directly in their parent in PyTorch.
-const FLATTENED: &[(&str, &str)] = &[("DenseBlock", "block")];
+const FLATTENED: &[(&str, &str)] = &[
+    ("DenseBlock", "block"),
+    ("T2tVit", "encoder"),
+    ("VisionTransformer", "encoder"),
+];
 
 /// Builds PyTorch keys while a visitor walks the module tree.
 #[derive(Default)]

@@ -2,7 +2,7 @@
 //! logits, loss, every gradient, and one AdamW step with timm's groups.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -18,18 +18,11 @@ use t2t_train::grads::Gradients;
 use t2t_train::loss::{smoothed_targets, soft_target_cross_entropy};
 use t2t_train::optim::{AdamWConfig, Optimizer, OptimizerConfig};
 
+#[path = "../../t2t-models/tests/common/mod.rs"]
+mod common;
+
 fn fixture(name: &str) -> Option<PathBuf> {
-    let Some(root) = std::env::var_os("T2T_FIXTURES") else {
-        eprintln!("skipped: T2T_FIXTURES is not set");
-        return None;
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(root)
-        .join("train")
-        .join(name);
-    assert!(path.is_file(), "fixture {} is missing", path.display());
-    Some(path)
+    common::fixture("train", name)
 }
 
 fn model_for(reference: &StateDict, weights: &StateDict, device: &Device) -> Model {

@@ -21,19 +21,9 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn fixture(folder: &str, name: &str) -> Option<PathBuf> {
-    let Some(root) = std::env::var_os("T2T_FIXTURES") else {
-        eprintln!("skipped: T2T_FIXTURES is not set");
-        return None;
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(root)
-        .join(folder)
-        .join(name);
-    assert!(path.is_file(), "fixture {} is missing", path.display());
-    Some(path)
-}
+#[path = "../../t2t-models/tests/common/mod.rs"]
+mod common;
+use common::fixture;
 
 #[test]
 fn verify_passes_on_the_official_fixtures_and_fails_past_tolerance() {

@@ -62,64 +62,77 @@ impl Model {
     }
 }
 
-/// What follows the tokenizer in every ViT-style classifier: prepend the class
-/// token, add the position table, run the blocks, normalise, classify token 0.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn classify_tokens<L: Sublayer>(
-    tokens: Tensor<3>,
-    cls_token: &Param<Tensor<3>>,
-    pos_embed: &Param<Tensor<3>>,
-    pos_drop: &Dropout,
-    blocks: &[L],
-    norm: &LayerNorm,
-    head: &Option<Linear>,
-    taps: &mut Taps,
-) -> Tensor<2> {
-    let [batch, _, width] = tokens.dims();
-    let cls = cls_token.val().expand([batch, 1, width]);
-    let mut x = pos_drop.forward(Tensor::cat(vec![cls, tokens], 1) + pos_embed.val());
-    for (index, block) in blocks.iter().enumerate() {
-        x = block.forward(x);
-        if index == 0 {
-            taps.record("block0", &x);
-        }
-    }
-    let [_, _, width] = x.dims();
-    let features = norm
-        .forward(x)
-        .slice([0..batch, 0..1, 0..width])
-        .reshape([batch, width]);
-    taps.record("features", &features);
-    let logits = match head {
-        Some(head) => head.forward(features),
-        None => features,
-    };
-    taps.record("logits", &logits);
-    logits
+/// What follows the tokenizer in every ViT-style classifier: prepend the
+/// class token, add the position table, run the blocks, normalise, classify
+/// token 0. Its parameters sit at the top level of the checkpoints
+/// (`cls_token`, `pos_embed`, `blocks.*`, `norm.*`, `head.*`).
+#[derive(Module, Debug)]
+pub struct Encoder<L> {
+    pub cls_token: Param<Tensor<3>>,
+    /// `[1, N + 1, D]`: learned (ViT) or a fixed sinusoid (T2T-ViT).
+    pub pos_embed: Param<Tensor<3>>,
+    pub pos_drop: Dropout,
+    pub blocks: Vec<L>,
+    pub norm: LayerNorm,
+    pub head: Option<Linear>,
 }
 
-/// MACs of the blocks, the final norm and the head for `tokens` tokens
-/// (cls included) entering the blocks with `width` features.
-pub(crate) fn backbone_stages<L: Sublayer>(
-    blocks: &[L],
-    norm: &LayerNorm,
-    head: &Option<Linear>,
-    tokens: usize,
-) -> [Stage; 2] {
-    let blocks_macs = blocks.iter().map(|b| b.macs(tokens)).sum();
-    let [out_width] = norm.gamma.lazy_shape().dims();
-    let head_macs = layer_norm_macs(out_width, tokens)
-        + head.as_ref().map(|h| linear_macs(h, 1)).unwrap_or_default();
-    [
-        Stage {
-            name: "blocks",
-            macs: blocks_macs,
-        },
-        Stage {
-            name: "head",
-            macs: head_macs,
-        },
-    ]
+impl<L: Sublayer> Encoder<L> {
+    /// Tokens `[B, N, D]` → logits `[B, classes]` (features without a head).
+    pub fn forward(&self, tokens: Tensor<3>, taps: &mut Taps) -> Tensor<2> {
+        let [batch, _, width] = tokens.dims();
+        let cls = self.cls_token.val().expand([batch, 1, width]);
+        let mut x = self
+            .pos_drop
+            .forward(Tensor::cat(vec![cls, tokens], 1) + self.pos_embed.val());
+        for (index, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if index == 0 {
+                taps.record("block0", &x);
+            }
+        }
+        let [_, _, width] = x.dims();
+        let features = self
+            .norm
+            .forward(x)
+            .slice([0..batch, 0..1, 0..width])
+            .reshape([batch, width]);
+        taps.record("features", &features);
+        let logits = match &self.head {
+            Some(head) => head.forward(features),
+            None => features,
+        };
+        taps.record("logits", &logits);
+        logits
+    }
+
+    /// Tokens entering the blocks, class token included.
+    pub fn tokens(&self) -> usize {
+        self.pos_embed.lazy_shape().dims::<3>()[1]
+    }
+
+    /// MACs of the blocks, and of the final norm with the head.
+    pub fn stages(&self) -> [Stage; 2] {
+        let tokens = self.tokens();
+        let blocks = self.blocks.iter().map(|b| b.macs(tokens)).sum();
+        let [out_width] = self.norm.gamma.lazy_shape().dims();
+        let head = layer_norm_macs(out_width, tokens)
+            + self
+                .head
+                .as_ref()
+                .map(|h| linear_macs(h, 1))
+                .unwrap_or_default();
+        [
+            Stage {
+                name: "blocks",
+                macs: blocks,
+            },
+            Stage {
+                name: "head",
+                macs: head,
+            },
+        ]
+    }
 }
 
 /// A frozen parameter: stored in checkpoints and counted, never trained.

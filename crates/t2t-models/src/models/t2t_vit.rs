@@ -5,12 +5,12 @@
 //!       ─ project ─ [cls] + sinusoid pos ─ blocks ─ norm ─ head(token 0)
 //! ```
 
-use burn::module::{Module, Param};
-use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{backbone_stages, class_token, classify_tokens, frozen, DenseLayer, Model, Stage};
+use super::{class_token, frozen, DenseLayer, Encoder, Model, Stage};
 use crate::complexity::Macs;
 use crate::layers::{
     dropout, layer_norm, linear, linear_macs, sinusoid_table, tokens_to_image, AttentionConfig,
@@ -260,12 +260,15 @@ impl T2tVitConfig {
         let tokens = self.grid_size() * self.grid_size();
         T2tVit {
             tokens_to_token: T2tModule::new(self, device),
-            cls_token: class_token(self.embed_dim, device),
-            pos_embed: frozen(sinusoid_table(tokens + 1, self.embed_dim, device)),
-            pos_drop: dropout(self.drop_rate),
-            blocks,
-            norm: layer_norm(out_width, LAYER_NORM_EPS, device),
-            head: (self.num_classes > 0).then(|| linear(out_width, self.num_classes, true, device)),
+            encoder: Encoder {
+                cls_token: class_token(self.embed_dim, device),
+                pos_embed: frozen(sinusoid_table(tokens + 1, self.embed_dim, device)),
+                pos_drop: dropout(self.drop_rate),
+                blocks,
+                norm: layer_norm(out_width, LAYER_NORM_EPS, device),
+                head: (self.num_classes > 0)
+                    .then(|| linear(out_width, self.num_classes, true, device)),
+            },
             img_size: self.img_size,
         }
     }
@@ -380,13 +383,7 @@ impl T2tModule {
 #[derive(Module, Debug)]
 pub struct T2tVit<L = Block> {
     pub tokens_to_token: T2tModule,
-    pub cls_token: Param<Tensor<3>>,
-    /// Fixed sinusoid table `[1, N + 1, D]`; part of the checkpoint, never trained.
-    pub pos_embed: Param<Tensor<3>>,
-    pub pos_drop: Dropout,
-    pub blocks: Vec<L>,
-    pub norm: LayerNorm,
-    pub head: Option<Linear>,
+    pub encoder: Encoder<L>,
     pub img_size: usize,
 }
 
@@ -394,30 +391,15 @@ impl<L: Sublayer> T2tVit<L> {
     pub fn forward_tapped(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<2> {
         let tokens = self.tokens_to_token.forward(images, taps);
         taps.record("t2t_tokens", &tokens);
-        classify_tokens(
-            tokens,
-            &self.cls_token,
-            &self.pos_embed,
-            &self.pos_drop,
-            &self.blocks,
-            &self.norm,
-            &self.head,
-            taps,
-        )
+        self.encoder.forward(tokens, taps)
     }
 
     pub fn stages(&self) -> Vec<Stage> {
-        let tokens = self.pos_embed.lazy_shape().dims::<3>()[1];
-        let mut stages = vec![Stage {
+        let t2t = Stage {
             name: "tokens_to_token",
             macs: self.tokens_to_token.macs(self.img_size),
-        }];
-        stages.extend(backbone_stages(
-            &self.blocks,
-            &self.norm,
-            &self.head,
-            tokens,
-        ));
-        stages
+        };
+        let [blocks, head] = self.encoder.stages();
+        vec![t2t, blocks, head]
     }
 }

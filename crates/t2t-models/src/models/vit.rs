@@ -7,11 +7,10 @@
 //! ```
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, LayerNorm, Linear};
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{backbone_stages, class_token, classify_tokens, Model, Stage};
+use super::{class_token, Encoder, Model, Stage};
 use crate::layers::{
     dropout, layer_norm, linear, AttentionConfig, Block, FastAttention, FastAttentionConfig, Mlp,
     PatchEmbed, Sublayer,
@@ -167,13 +166,15 @@ impl VitConfig {
         );
         VisionTransformer {
             patch_embed: PatchEmbed::new(self.in_chans, self.embed_dim, self.patch_size, device),
-            cls_token: class_token(self.embed_dim, device),
-            pos_embed: Param::from_tensor(pos_embed),
-            pos_drop: dropout(self.drop_rate),
-            blocks,
-            norm: layer_norm(self.embed_dim, LAYER_NORM_EPS, device),
-            head: (self.num_classes > 0)
-                .then(|| linear(self.embed_dim, self.num_classes, true, device)),
+            encoder: Encoder {
+                cls_token: class_token(self.embed_dim, device),
+                pos_embed: Param::from_tensor(pos_embed),
+                pos_drop: dropout(self.drop_rate),
+                blocks,
+                norm: layer_norm(self.embed_dim, LAYER_NORM_EPS, device),
+                head: (self.num_classes > 0)
+                    .then(|| linear(self.embed_dim, self.num_classes, true, device)),
+            },
         }
     }
 }
@@ -182,13 +183,7 @@ impl VitConfig {
 #[derive(Module, Debug)]
 pub struct VisionTransformer<L = Block> {
     pub patch_embed: PatchEmbed,
-    pub cls_token: Param<Tensor<3>>,
-    /// Learned position table `[1, N + 1, D]`.
-    pub pos_embed: Param<Tensor<3>>,
-    pub pos_drop: Dropout,
-    pub blocks: Vec<L>,
-    pub norm: LayerNorm,
-    pub head: Option<Linear>,
+    pub encoder: Encoder<L>,
 }
 
 /// FViT: ViT with Fastformer additive attention.
@@ -198,30 +193,15 @@ impl<L: Sublayer> VisionTransformer<L> {
     pub fn forward_tapped(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<2> {
         let tokens = self.patch_embed.forward(images);
         taps.record("patch_embed", &tokens);
-        classify_tokens(
-            tokens,
-            &self.cls_token,
-            &self.pos_embed,
-            &self.pos_drop,
-            &self.blocks,
-            &self.norm,
-            &self.head,
-            taps,
-        )
+        self.encoder.forward(tokens, taps)
     }
 
     pub fn stages(&self) -> Vec<Stage> {
-        let tokens = self.pos_embed.lazy_shape().dims::<3>()[1];
-        let mut stages = vec![Stage {
+        let patch_embed = Stage {
             name: "patch_embed",
-            macs: self.patch_embed.macs(tokens - 1),
-        }];
-        stages.extend(backbone_stages(
-            &self.blocks,
-            &self.norm,
-            &self.head,
-            tokens,
-        ));
-        stages
+            macs: self.patch_embed.macs(self.encoder.tokens() - 1),
+        };
+        let [blocks, head] = self.encoder.stages();
+        vec![patch_embed, blocks, head]
     }
 }
