@@ -44,8 +44,15 @@ fn register_font() -> Result<(), String> {
         .clone()
 }
 
-/// Two panels: losses (train, eval, EMA eval) and top-1/top-5 accuracy per epoch.
+/// Two panels: losses (train, eval, EMA eval) and top-1/top-5 accuracy per
+/// epoch, drawn to a temporary file that then replaces `path`.
 pub fn plot_curves(path: &Path, history: &[EpochRow]) -> Result<(), String> {
+    let temp = path.with_extension("tmp.png");
+    draw_curves(&temp, history)?;
+    std::fs::rename(&temp, path).map_err(|e| e.to_string())
+}
+
+fn draw_curves(path: &Path, history: &[EpochRow]) -> Result<(), String> {
     register_font()?;
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
