@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::metrics::EpochRow;
 use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
-use t2t_train::trainer::{Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
+use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
 use super::{load_weights, print_json, resolve_model};
 use crate::cli::{ModelOverrides, TrainArgs};
@@ -99,14 +99,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             None => config.stop_after_steps,
         },
     };
-    let (mut trainer, config) = match &args.resume {
-        Some(path) => resume(&args, path, &device, options)?,
-        None => start(&args, &device, options)?,
+    let mut config = match &args.resume {
+        Some(path) => run_config(path)?,
+        None => new_config(&args)?,
     };
-    let spec = run_model(&config)?;
-    let img_size = spec.config.img_size();
-    let classes = spec.config.num_classes();
+    let img_size = run_model(&config)?.config.img_size();
     let datasets = open_datasets(&config, img_size)?;
+    // The head follows the dataset unless asked otherwise.
+    config.num_classes.get_or_insert(datasets.num_classes());
+    let spec = run_model(&config)?;
+    let classes = spec.config.num_classes();
     let data = config.data_config(&spec.data);
     let train = LoaderSource::new(
         Arc::clone(&datasets.train),
@@ -114,7 +116,17 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     )?;
     let mut eval_config = eval_loader_config(&data, config.batch_size, img_size, classes);
     eval_config.workers = config.workers;
-    let val = LoaderSource::new(datasets.val, eval_config)?;
+    let val = LoaderSource::new(Arc::clone(&datasets.val), eval_config)?;
+    let mut trainer = match &args.resume {
+        Some(path) => resume(&args, path, &config, &device, options(&config))?,
+        None => start(
+            &config,
+            &spec,
+            &device,
+            train.batches_per_epoch(),
+            options(&config),
+        )?,
+    };
 
     eprintln!(
         "training {} ({:.2}M params) on {:?}: {} train / {} eval images, {} epochs, output {}",
@@ -188,11 +200,8 @@ fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
     resolve_model(&config.model, &overrides)
 }
 
-fn start(
-    args: &TrainArgs,
-    device: &Device,
-    options: impl Fn(&TrainConfig) -> RunOptions,
-) -> Result<(Trainer, TrainConfig)> {
+/// The settings of a new run: preset, then config file, then flags.
+fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
     let preset = args
         .preset
         .as_deref()
@@ -203,13 +212,31 @@ fn start(
     if let Some(dataset) = &args.dataset {
         config.dataset = DatasetKind::parse(dataset)?;
     }
-    // The head follows the dataset unless asked otherwise.
-    if config.num_classes.is_none() {
-        let probe = run_model(&config)?;
-        let img_size = probe.config.img_size();
-        config.num_classes = Some(open_datasets(&config, img_size)?.num_classes());
+    Ok(config)
+}
+
+/// The resolved settings saved in a run's directory.
+fn run_config(path: &Path) -> Result<TrainConfig> {
+    let config_file = run_dir(path).join("config.toml");
+    TrainConfig::resolve("builtin", "", Some(&config_file), serde_json::json!({}))
+        .with_context(|| format!("{}: the run's resolved config", config_file.display()))
+}
+
+fn run_dir(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
     }
-    let spec = run_model(&config)?;
+}
+
+fn start(
+    config: &TrainConfig,
+    spec: &ModelSpec,
+    device: &Device,
+    batches_per_epoch: usize,
+    options: RunOptions,
+) -> Result<Trainer> {
     let mut model = spec.config.init(device)?;
     if let Some(path) = &config.initial_checkpoint {
         let mut imported = load_weights(path, false)?;
@@ -245,40 +272,31 @@ fn start(
         model_ema_decay: config.model_ema.then_some(config.model_ema_decay),
         seed: config.seed,
     };
-    let datasets = open_datasets(&config, spec.config.img_size())?;
-    let batches = datasets.train.len() / config.batch_size.max(1);
     let trainer = Trainer::new(
         model,
         &config.model,
         spec.config.clone(),
         &recipe,
-        batches,
+        batches_per_epoch,
         &config.output,
-        options(&config),
+        options,
     );
     std::fs::create_dir_all(&config.output).with_context(|| config.output.display().to_string())?;
     t2t_models::weights::write_atomically(
         &config.output.join("config.toml"),
         config.to_toml().as_bytes(),
     )?;
-    Ok((trainer, config))
+    Ok(trainer)
 }
 
 fn resume(
     args: &TrainArgs,
     path: &Path,
+    config: &TrainConfig,
     device: &Device,
-    options: impl Fn(&TrainConfig) -> RunOptions,
-) -> Result<(Trainer, TrainConfig)> {
-    let dir = if path.is_dir() {
-        path.to_path_buf()
-    } else {
-        path.parent().unwrap_or(Path::new(".")).to_path_buf()
-    };
-    let config_file = dir.join("config.toml");
-    let config = TrainConfig::resolve("builtin", "", Some(&config_file), serde_json::json!({}))
-        .with_context(|| format!("{}: the run's resolved config", config_file.display()))?;
-    let mut trainer = Trainer::resume(path, device, options(&config))?;
+    options: RunOptions,
+) -> Result<Trainer> {
+    let mut trainer = Trainer::resume(path, device, options)?;
     if let Some(epochs) = args.epochs {
         let total = epochs + config.cooldown_epochs;
         if total != trainer.state.total_epochs {
@@ -291,10 +309,10 @@ fn resume(
     }
     eprintln!(
         "resuming {} at epoch {}, batch {} (step {})",
-        dir.display(),
+        run_dir(path).display(),
         trainer.state.epoch + 1,
         trainer.state.next_batch,
         trainer.state.step
     );
-    Ok((trainer, config))
+    Ok(trainer)
 }
