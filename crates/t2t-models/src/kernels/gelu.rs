@@ -9,8 +9,10 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{activation, Device, Tensor, TensorData};
+use burn::tensor::{activation, Tensor, TensorData};
 use rayon::prelude::*;
+
+use super::{flex_values, on_flex};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -52,20 +54,9 @@ pub trait GeluOps: Backend {
     fn fast_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-fn f32_values(tensor: FlexTensor) -> (Vec<f32>, Vec<usize>) {
-    let data = tensor.into_data();
-    let shape = data.shape().to_vec();
-    (
-        data.convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 data"),
-        shape,
-    )
-}
-
 impl GeluOps for Flex {
     fn fast_gelu(x: FlexTensor) -> FlexTensor {
-        let (mut values, shape) = f32_values(x);
+        let (mut values, shape) = flex_values(x);
         values
             .par_chunks_mut(CHUNK)
             .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = gelu_value(*v)));
@@ -73,8 +64,8 @@ impl GeluOps for Flex {
     }
 
     fn fast_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (x, _) = f32_values(x);
-        let (mut grad, shape) = f32_values(grad);
+        let (x, _) = flex_values(x);
+        let (mut grad, shape) = flex_values(grad);
         grad.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(g, x)| {
@@ -130,7 +121,7 @@ impl<B: Backend + GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
 /// Exact GELU, `0.5·x·(1 + erf(x/√2))`: the fast kernel on the CPU backend,
 /// burn's own operation elsewhere.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if x.device().inner() != Device::flex() {
+    if !on_flex(x.device()) {
         return activation::gelu(x);
     }
     Tensor::from_dispatch(<Dispatch as GeluOps>::fast_gelu(x.into_dispatch()))
@@ -139,6 +130,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
     use burn::tensor::Distribution;
 
     #[test]

@@ -3,5 +3,28 @@
 //! burn operation on other backends, and is tested against it.
 
 mod gelu;
+mod soft_split;
 
 pub use gelu::gelu;
+pub use soft_split::{soft_split_image, soft_split_tokens};
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::Device;
+
+/// A CPU-backend tensor's values as f32, in row-major order, with its shape.
+fn flex_values(tensor: FlexTensor) -> (Vec<f32>, Vec<usize>) {
+    let data = tensor.into_data();
+    let shape = data.shape().to_vec();
+    (
+        data.convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 data"),
+        shape,
+    )
+}
+
+/// Whether the extensions run for tensors on `device` (the CPU backend,
+/// with or without autodiff); elsewhere the plain burn operations do.
+pub(crate) fn on_flex(device: Device) -> bool {
+    device.inner() == Device::flex()
+}

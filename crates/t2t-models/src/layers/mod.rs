@@ -23,7 +23,7 @@ pub use ghost::{ChannelScale, GhostAttention, GhostMlp};
 pub use mlp::Mlp;
 pub use patch_embed::PatchEmbed;
 pub use sinusoid::sinusoid_table;
-pub use soft_split::{tokens_to_image, SoftSplit};
+pub use soft_split::SoftSplit;
 pub use squeeze_excite::{ExcitationMlp, SqueezeExcite};
 pub use token_performer::{PerformerMlp, TokenPerformer};
 pub use token_transformer::{TokenAttention, TokenTransformer};

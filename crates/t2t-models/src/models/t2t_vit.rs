@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::{class_token, frozen, DenseLayer, Encoder, Model, Stage};
 use crate::complexity::Macs;
 use crate::layers::{
-    dropout, layer_norm, linear, linear_macs, sinusoid_table, tokens_to_image, AttentionConfig,
-    Block, GhostAttention, GhostMlp, Mlp, SoftSplit, Sublayer, TokenPerformer, TokenTransformer,
+    dropout, layer_norm, linear, linear_macs, sinusoid_table, AttentionConfig, Block,
+    GhostAttention, GhostMlp, Mlp, SoftSplit, Sublayer, TokenPerformer, TokenTransformer,
 };
 use crate::{ModelError, Taps};
 
@@ -362,10 +362,10 @@ impl T2tModule {
         taps.record("t2t_split0", &x);
         let x = self.attention1.forward(x);
         taps.record("t2t_attn1", &x);
-        let x = self.soft_split1.forward(tokens_to_image(x));
+        let x = self.soft_split1.forward_tokens(x);
         let x = self.attention2.forward(x);
         taps.record("t2t_attn2", &x);
-        let x = self.soft_split2.forward(tokens_to_image(x));
+        let x = self.soft_split2.forward_tokens(x);
         self.project.forward(x)
     }
 

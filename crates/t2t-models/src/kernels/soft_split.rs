@@ -1,0 +1,412 @@
+//! Soft split (`nn.Unfold` + transpose) straight into token-major output.
+//!
+//! burn's `unfold4d` gives `[B, C·k·k, L]`, which the T2T module transposes,
+//! and each later split first turns tokens back into an image: two copies of
+//! every activation per stage. This kernel reads an image `[B, C, H, W]` or
+//! tokens on a square grid `[B, H·W, C]` and writes `[B, L, C·k·k]` (feature
+//! `c·k·k + i·k + j`) in one pass, with zero padding; its backward scatters
+//! the gradient back to the input layout.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::flex_values;
+
+/// Input geometry of a split.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    channels: usize,
+    side: usize,
+    /// Tokens `[B, H·W, C]` rather than an image `[B, C, H, W]`.
+    channels_last: bool,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl Geometry {
+    fn out_side(&self) -> usize {
+        (self.side + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    fn features(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    fn input_len(&self) -> usize {
+        self.channels * self.side * self.side
+    }
+
+    /// Offset within one sample of input pixel (c, y, x).
+    fn input_offset(&self, c: usize, y: usize, x: usize) -> usize {
+        match self.channels_last {
+            true => (y * self.side + x) * self.channels + c,
+            false => (c * self.side + y) * self.side + x,
+        }
+    }
+
+    fn forward(&self, input: &[f32]) -> Vec<f32> {
+        let (out, features) = (self.out_side(), self.features());
+        let (k, k2) = (self.kernel, self.kernel * self.kernel);
+        let mut output = vec![0f32; self.batch * out * out * features];
+        output
+            .par_chunks_mut(features)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let (b, token) = (row / (out * out), row % (out * out));
+                let sample = &input[b * self.input_len()..(b + 1) * self.input_len()];
+                let (oy, ox) = (token / out, token % out);
+                for ki in 0..k {
+                    let Some(y) = (oy * self.stride + ki)
+                        .checked_sub(self.padding)
+                        .filter(|y| *y < self.side)
+                    else {
+                        continue;
+                    };
+                    for kj in 0..k {
+                        let Some(x) = (ox * self.stride + kj)
+                            .checked_sub(self.padding)
+                            .filter(|x| *x < self.side)
+                        else {
+                            continue;
+                        };
+                        let tap = ki * k + kj;
+                        for c in 0..self.channels {
+                            dst[c * k2 + tap] = sample[self.input_offset(c, y, x)];
+                        }
+                    }
+                }
+            });
+        output
+    }
+
+    fn backward(&self, grad: &[f32]) -> Vec<f32> {
+        let (out, features) = (self.out_side(), self.features());
+        let (k, k2) = (self.kernel, self.kernel * self.kernel);
+        let mut input_grad = vec![0f32; self.batch * self.input_len()];
+        // Samples are independent: one task each, summing overlapping windows.
+        input_grad
+            .par_chunks_mut(self.input_len())
+            .enumerate()
+            .for_each(|(b, dst)| {
+                let sample = &grad[b * out * out * features..(b + 1) * out * out * features];
+                for (token, src) in sample.chunks(features).enumerate() {
+                    let (oy, ox) = (token / out, token % out);
+                    for ki in 0..k {
+                        let Some(y) = (oy * self.stride + ki)
+                            .checked_sub(self.padding)
+                            .filter(|y| *y < self.side)
+                        else {
+                            continue;
+                        };
+                        for kj in 0..k {
+                            let Some(x) = (ox * self.stride + kj)
+                                .checked_sub(self.padding)
+                                .filter(|x| *x < self.side)
+                            else {
+                                continue;
+                            };
+                            let tap = ki * k + kj;
+                            for c in 0..self.channels {
+                                dst[self.input_offset(c, y, x)] += src[c * k2 + tap];
+                            }
+                        }
+                    }
+                }
+            });
+        input_grad
+    }
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait SoftSplitOps: Backend {
+    #[allow(clippy::too_many_arguments)]
+    fn soft_split(
+        x: FloatTensor<Self>,
+        batch: usize,
+        channels: usize,
+        side: usize,
+        channels_last: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self>;
+
+    #[allow(clippy::too_many_arguments)]
+    fn soft_split_backward(
+        grad: FloatTensor<Self>,
+        batch: usize,
+        channels: usize,
+        side: usize,
+        channels_last: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self>;
+}
+
+impl SoftSplitOps for Flex {
+    fn soft_split(
+        x: FlexTensor,
+        batch: usize,
+        channels: usize,
+        side: usize,
+        channels_last: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> FlexTensor {
+        let g = Geometry {
+            batch,
+            channels,
+            side,
+            channels_last,
+            kernel,
+            stride,
+            padding,
+        };
+        let (values, _) = flex_values(x);
+        let tokens = g.out_side() * g.out_side();
+        FlexTensor::from_data(TensorData::new(
+            g.forward(&values),
+            [batch, tokens, g.features()],
+        ))
+    }
+
+    fn soft_split_backward(
+        grad: FlexTensor,
+        batch: usize,
+        channels: usize,
+        side: usize,
+        channels_last: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> FlexTensor {
+        let g = Geometry {
+            batch,
+            channels,
+            side,
+            channels_last,
+            kernel,
+            stride,
+            padding,
+        };
+        let (values, _) = flex_values(grad);
+        let shape = match channels_last {
+            true => vec![batch, side * side, channels],
+            false => vec![batch, channels, side, side],
+        };
+        FlexTensor::from_data(TensorData::new(g.backward(&values), shape))
+    }
+}
+
+#[derive(Debug)]
+struct SoftSplitBackward;
+
+impl<B: Backend + SoftSplitOps> Backward<B, 1> for SoftSplitBackward {
+    type State = (usize, usize, usize, bool, usize, usize, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (batch, channels, side, channels_last, kernel, stride, padding) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::soft_split_backward(
+                grad,
+                batch,
+                channels,
+                side,
+                channels_last,
+                kernel,
+                stride,
+                padding,
+            )
+        });
+    }
+}
+
+impl<B: Backend + SoftSplitOps, C: CheckpointStrategy> SoftSplitOps for Autodiff<B, C> {
+    fn soft_split(
+        x: FloatTensor<Self>,
+        batch: usize,
+        channels: usize,
+        side: usize,
+        channels_last: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self> {
+        let inner = Autodiff::<B, C>::inner(x.clone());
+        let output = B::soft_split(
+            inner,
+            batch,
+            channels,
+            side,
+            channels_last,
+            kernel,
+            stride,
+            padding,
+        );
+        match SoftSplitBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (
+                    batch,
+                    channels,
+                    side,
+                    channels_last,
+                    kernel,
+                    stride,
+                    padding,
+                ),
+                output,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn soft_split_backward(
+        grad: FloatTensor<Self>,
+        batch: usize,
+        channels: usize,
+        side: usize,
+        channels_last: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self> {
+        let inner = Autodiff::<B, C>::inner(grad);
+        Autodiff::<B, C>::from_inner(B::soft_split_backward(
+            inner,
+            batch,
+            channels,
+            side,
+            channels_last,
+            kernel,
+            stride,
+            padding,
+        ))
+    }
+}
+
+/// `[B, C, H, W]` image → `[B, L, C·k·k]` tokens.
+pub fn soft_split_image(
+    image: Tensor<4>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Tensor<3> {
+    let [batch, channels, side, _] = image.dims();
+    Tensor::from_dispatch(<Dispatch as SoftSplitOps>::soft_split(
+        image.into_dispatch(),
+        batch,
+        channels,
+        side,
+        false,
+        kernel,
+        stride,
+        padding,
+    ))
+}
+
+/// `[B, H·W, C]` tokens on a square grid → `[B, L, C·k·k]` tokens.
+pub fn soft_split_tokens(
+    tokens: Tensor<3>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Tensor<3> {
+    let [batch, length, channels] = tokens.dims();
+    let side = (length as f64).sqrt() as usize;
+    Tensor::from_dispatch(<Dispatch as SoftSplitOps>::soft_split(
+        tokens.into_dispatch(),
+        batch,
+        channels,
+        side,
+        true,
+        kernel,
+        stride,
+        padding,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::unfold4d;
+    use burn::tensor::ops::{PadMode, UnfoldOptions};
+    use burn::tensor::{Device, Distribution};
+
+    /// The plain-op path: `nn.Unfold` semantics through burn's `unfold4d`.
+    fn reference(image: Tensor<4>, kernel: usize, stride: usize, padding: usize) -> Tensor<3> {
+        let p = padding;
+        let padded = image.pad((p, p, p, p), PadMode::Constant(0.0));
+        unfold4d(
+            padded,
+            [kernel, kernel],
+            UnfoldOptions::new([stride, stride], [0, 0], [1, 1]),
+        )
+        .swap_dims(1, 2)
+    }
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn matches_unfold_forward_and_backward_in_both_layouts() {
+        let device = Device::flex().autodiff();
+        for (channels, side, kernel, stride, padding) in
+            [(3, 16, 7, 4, 2), (5, 8, 3, 2, 1), (4, 6, 3, 1, 1)]
+        {
+            let image = Tensor::<4>::random(
+                [2, channels, side, side],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+            .require_grad();
+            let expected = reference(image.clone(), kernel, stride, padding);
+            let weights =
+                Tensor::<3>::random(expected.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let expected_grads = (expected.clone() * weights.clone()).sum().backward();
+
+            let ours = soft_split_image(image.clone(), kernel, stride, padding);
+            assert_eq!(max_diff(ours.clone(), expected.clone()), 0.0);
+            let grads = (ours * weights.clone()).sum().backward();
+            let diff = max_diff(
+                image.grad(&grads).unwrap(),
+                image.grad(&expected_grads).unwrap(),
+            );
+            assert!(diff < 1e-5, "image gradient differs by {diff}");
+
+            // The same image as tokens [B, H·W, C].
+            let tokens = image
+                .clone()
+                .reshape([2, channels, side * side])
+                .swap_dims(1, 2)
+                .detach()
+                .require_grad();
+            let ours = soft_split_tokens(tokens.clone(), kernel, stride, padding);
+            assert_eq!(max_diff(ours.clone(), expected), 0.0);
+            let grads = (ours * weights).sum().backward();
+            let token_grad = tokens.grad(&grads).unwrap();
+            let image_grad = image
+                .grad(&expected_grads)
+                .unwrap()
+                .reshape([2, channels, side * side])
+                .swap_dims(1, 2);
+            assert!(max_diff(token_grad, image_grad) < 1e-5);
+        }
+    }
+}
