@@ -2,7 +2,9 @@
 //! (input size, normalisation, eval crop) that belong to each, as in timm's
 //! `default_cfg`.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::layers::FastAttentionConfig;
 use crate::models::{Backbone, Mixer, Model, SplitSpec, T2tVitConfig, TokensType, VitConfig};
@@ -116,92 +118,82 @@ impl ModelConfig {
                 .split_once('=')
                 .ok_or_else(|| ModelError::BadKwarg(format!("'{kwarg}' is not key=value")))?;
             match self {
-                ModelConfig::T2tVit(c) => apply_t2t_kwarg(c, key.trim(), value.trim())?,
-                ModelConfig::Vit(c) => apply_vit_kwarg(c, key.trim(), value.trim())?,
+                ModelConfig::T2tVit(c) => apply_kwarg(c, key.trim(), value.trim())?,
+                ModelConfig::Vit(c) => apply_kwarg(c, key.trim(), value.trim())?,
             }
         }
         self.validate()
     }
 }
 
-fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ModelError> {
-    value
-        .parse()
-        .map_err(|_| ModelError::BadKwarg(format!("{key}: cannot parse '{value}'")))
-}
-
-fn apply_t2t_kwarg(c: &mut T2tVitConfig, key: &str, value: &str) -> Result<(), ModelError> {
-    match key {
-        "img_size" => c.img_size = parse(key, value)?,
-        "in_chans" => c.in_chans = parse(key, value)?,
-        "num_classes" => c.num_classes = parse(key, value)?,
-        "embed_dim" => c.embed_dim = parse(key, value)?,
-        "depth" => c.depth = parse(key, value)?,
-        "num_heads" => c.num_heads = parse(key, value)?,
-        "mlp_ratio" => c.mlp_ratio = parse(key, value)?,
-        "token_dim" => c.token_dim = parse(key, value)?,
-        "qkv_bias" => c.qkv_bias = parse_bool(key, value)?,
-        "qk_scale" => c.qk_scale = Some(parse(key, value)?),
-        "drop_rate" => c.drop_rate = parse(key, value)?,
-        "attn_drop_rate" => c.attn_drop_rate = parse(key, value)?,
-        "drop_path_rate" => c.drop_path_rate = parse(key, value)?,
-        "tokens_type" => {
-            c.tokens_type = match value.trim_matches(['\'', '"']) {
-                "performer" => TokensType::Performer,
-                "transformer" => TokensType::Transformer,
-                other => {
-                    return Err(ModelError::BadKwarg(format!(
-                        "tokens_type: '{other}' is neither 'performer' nor 'transformer'"
-                    )))
-                }
-            }
-        }
-        _ => {
-            return Err(ModelError::BadKwarg(format!(
-                "unknown key '{key}' (known: img_size, in_chans, num_classes, embed_dim, depth, \
-                 num_heads, mlp_ratio, tokens_type, token_dim, qkv_bias, qk_scale, drop_rate, \
-                 attn_drop_rate, drop_path_rate)"
-            )))
-        }
-    }
+/// Sets one field of a configuration from a `key=value` string, through the
+/// configuration's serialised form: the key names a scalar field (top level,
+/// or inside a nested setting such as the FViT mixer), and the value is read
+/// as that field's type.
+fn apply_kwarg<C: Serialize + DeserializeOwned>(
+    config: &mut C,
+    key: &str,
+    value: &str,
+) -> Result<(), ModelError> {
+    let mut json = serde_json::to_value(&*config).expect("configurations serialise");
+    let known = scalar_keys(&json);
+    let Some(slot) = find_scalar(&mut json, key) else {
+        return Err(ModelError::BadKwarg(format!(
+            "unknown key '{key}' (known: {})",
+            known.join(", ")
+        )));
+    };
+    let bad = || ModelError::BadKwarg(format!("{key}: cannot use '{value}'"));
+    let text = value.trim_matches(['\'', '"']);
+    *slot = match slot {
+        Value::Bool(_) => Value::Bool(parse_bool(key, text)?),
+        Value::String(_) => Value::String(text.to_string()),
+        // Numbers, and optional numbers that are unset.
+        _ => serde_json::from_str::<serde_json::Number>(text)
+            .map(Value::Number)
+            .map_err(|_| bad())?,
+    };
+    *config = serde_json::from_value(json).map_err(|_| bad())?;
     Ok(())
 }
 
-fn apply_vit_kwarg(c: &mut VitConfig, key: &str, value: &str) -> Result<(), ModelError> {
-    match key {
-        "img_size" => c.img_size = parse(key, value)?,
-        "patch_size" => c.patch_size = parse(key, value)?,
-        "in_chans" => c.in_chans = parse(key, value)?,
-        "num_classes" => c.num_classes = parse(key, value)?,
-        "embed_dim" => c.embed_dim = parse(key, value)?,
-        "depth" => c.depth = parse(key, value)?,
-        "num_heads" => c.num_heads = parse(key, value)?,
-        "mlp_ratio" => c.mlp_ratio = parse(key, value)?,
-        "qkv_bias" => c.qkv_bias = parse_bool(key, value)?,
-        "drop_rate" => c.drop_rate = parse(key, value)?,
-        "attn_drop_rate" => c.attn_drop_rate = parse(key, value)?,
-        "drop_path_rate" => c.drop_path_rate = parse(key, value)?,
-        "value_proj" | "per_head_scores" => {
-            let Mixer::Additive(fast) = &mut c.mixer else {
-                return Err(ModelError::BadKwarg(format!(
-                    "{key} applies to FViT models only"
-                )));
-            };
-            let flag = parse_bool(key, value)?;
-            match key {
-                "value_proj" => fast.value_proj = flag,
-                _ => fast.per_head_scores = flag,
-            }
-        }
-        _ => {
-            return Err(ModelError::BadKwarg(format!(
-            "unknown key '{key}' (known: img_size, patch_size, in_chans, num_classes, embed_dim, \
-                 depth, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate, \
-                 and for FViT value_proj, per_head_scores)"
-        )))
-        }
+/// Fields that hold scalars, top level first, then inside nested objects
+/// (their `kind` tags excepted).
+fn scalar_keys(json: &Value) -> Vec<String> {
+    let Value::Object(map) = json else {
+        return Vec::new();
+    };
+    let is_scalar = |v: &Value| !(v.is_object() || v.is_array());
+    let mut keys: Vec<String> = map
+        .iter()
+        .filter(|(_, v)| is_scalar(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for nested in map.values().filter_map(Value::as_object) {
+        keys.extend(
+            nested
+                .iter()
+                .filter(|(k, v)| *k != "kind" && is_scalar(v))
+                .map(|(k, _)| k.clone()),
+        );
     }
-    Ok(())
+    keys
+}
+
+fn find_scalar<'a>(json: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    if !scalar_keys(json).iter().any(|k| k == key) {
+        return None;
+    }
+    let map = json.as_object_mut()?;
+    if map
+        .get(key)
+        .is_some_and(|v| !(v.is_object() || v.is_array()))
+    {
+        return map.get_mut(key);
+    }
+    map.values_mut()
+        .filter_map(Value::as_object_mut)
+        .find_map(|nested| nested.get_mut(key))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ModelError> {
@@ -471,7 +463,34 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("multiple of"));
-        assert!(config.apply_kwargs(&["colour=red"]).is_err());
+        assert!(config
+            .apply_kwargs(&["colour=red"])
+            .unwrap_err()
+            .to_string()
+            .contains("embed_dim"));
         assert!(config.apply_kwargs(&["depth"]).is_err());
+        assert!(config.apply_kwargs(&["tokens_type=convolution"]).is_err());
+        assert!(config.apply_kwargs(&["depth=two"]).is_err());
+
+        let mut fvit = find("fvit_base_patch16_224").unwrap().config;
+        fvit.apply_kwargs(&["value_proj=true", "qkv_bias=false", "img_size=384"])
+            .unwrap();
+        let ModelConfig::Vit(v) = &fvit else {
+            unreachable!()
+        };
+        assert_eq!((v.img_size, v.qkv_bias), (384, false));
+        assert_eq!(
+            v.mixer,
+            Mixer::Additive(FastAttentionConfig {
+                value_proj: true,
+                per_head_scores: false
+            })
+        );
+        let mut t2t = find("t2t_vit_14").unwrap().config;
+        t2t.apply_kwargs(&["qk_scale=0.0625"]).unwrap();
+        let ModelConfig::T2tVit(c) = &t2t else {
+            unreachable!()
+        };
+        assert_eq!(c.qk_scale, Some(0.0625));
     }
 }

@@ -54,73 +54,54 @@ impl Geometry {
         }
     }
 
-    fn forward(&self, input: &[f32]) -> Vec<f32> {
-        let (out, features) = (self.out_side(), self.features());
+    /// Calls `visit(input_offset, feature)` for every input pixel that
+    /// output token `token` reads (taps in the zero padding are skipped).
+    #[inline]
+    fn for_each_tap(&self, token: usize, mut visit: impl FnMut(usize, usize)) {
+        let out = self.out_side();
         let (k, k2) = (self.kernel, self.kernel * self.kernel);
-        let mut output = vec![0f32; self.batch * out * out * features];
+        let inside = |origin: usize, offset: usize| {
+            (origin * self.stride + offset)
+                .checked_sub(self.padding)
+                .filter(|v| *v < self.side)
+        };
+        let (oy, ox) = (token / out, token % out);
+        for ki in 0..k {
+            let Some(y) = inside(oy, ki) else { continue };
+            for kj in 0..k {
+                let Some(x) = inside(ox, kj) else { continue };
+                for c in 0..self.channels {
+                    visit(self.input_offset(c, y, x), c * k2 + ki * k + kj);
+                }
+            }
+        }
+    }
+
+    fn forward(&self, input: &[f32]) -> Vec<f32> {
+        let (tokens, features) = (self.out_side() * self.out_side(), self.features());
+        let mut output = vec![0f32; self.batch * tokens * features];
         output
             .par_chunks_mut(features)
             .enumerate()
             .for_each(|(row, dst)| {
-                let (b, token) = (row / (out * out), row % (out * out));
+                let (b, token) = (row / tokens, row % tokens);
                 let sample = &input[b * self.input_len()..(b + 1) * self.input_len()];
-                let (oy, ox) = (token / out, token % out);
-                for ki in 0..k {
-                    let Some(y) = (oy * self.stride + ki)
-                        .checked_sub(self.padding)
-                        .filter(|y| *y < self.side)
-                    else {
-                        continue;
-                    };
-                    for kj in 0..k {
-                        let Some(x) = (ox * self.stride + kj)
-                            .checked_sub(self.padding)
-                            .filter(|x| *x < self.side)
-                        else {
-                            continue;
-                        };
-                        let tap = ki * k + kj;
-                        for c in 0..self.channels {
-                            dst[c * k2 + tap] = sample[self.input_offset(c, y, x)];
-                        }
-                    }
-                }
+                self.for_each_tap(token, |offset, feature| dst[feature] = sample[offset]);
             });
         output
     }
 
     fn backward(&self, grad: &[f32]) -> Vec<f32> {
-        let (out, features) = (self.out_side(), self.features());
-        let (k, k2) = (self.kernel, self.kernel * self.kernel);
+        let (tokens, features) = (self.out_side() * self.out_side(), self.features());
         let mut input_grad = vec![0f32; self.batch * self.input_len()];
         // Samples are independent: one task each, summing overlapping windows.
         input_grad
             .par_chunks_mut(self.input_len())
             .enumerate()
             .for_each(|(b, dst)| {
-                let sample = &grad[b * out * out * features..(b + 1) * out * out * features];
+                let sample = &grad[b * tokens * features..(b + 1) * tokens * features];
                 for (token, src) in sample.chunks(features).enumerate() {
-                    let (oy, ox) = (token / out, token % out);
-                    for ki in 0..k {
-                        let Some(y) = (oy * self.stride + ki)
-                            .checked_sub(self.padding)
-                            .filter(|y| *y < self.side)
-                        else {
-                            continue;
-                        };
-                        for kj in 0..k {
-                            let Some(x) = (ox * self.stride + kj)
-                                .checked_sub(self.padding)
-                                .filter(|x| *x < self.side)
-                            else {
-                                continue;
-                            };
-                            let tap = ki * k + kj;
-                            for c in 0..self.channels {
-                                dst[self.input_offset(c, y, x)] += src[c * k2 + tap];
-                            }
-                        }
-                    }
+                    self.for_each_tap(token, |offset, feature| dst[offset] += src[feature]);
                 }
             });
         input_grad
