@@ -120,8 +120,8 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
     let specific = match name {
         // The default run: a small T2T-ViT learns the built-in textures in minutes on 2 cores.
         "builtin" => json!({
-            "dataset": "synthetic", "epochs": 6, "cooldown_epochs": 0, "warmup_epochs": 1,
-            "synthetic_train_size": 2048, "synthetic_val_size": 512,
+            "dataset": "synthetic", "epochs": 10, "cooldown_epochs": 0, "warmup_epochs": 1,
+            "synthetic_train_size": 3072, "synthetic_val_size": 512,
             "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64, "train_transform": "pad_crop",
             "aa": "", "reprob": 0.0, "smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0,
             "drop_path": 0.0, "model_ema": true, "model_ema_decay": 0.98, "val_split": "test",

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -237,7 +238,10 @@ fn start(
     batches_per_epoch: usize,
     options: RunOptions,
 ) -> Result<Trainer> {
-    let mut model = spec.config.init(device)?;
+    // The initial weights come from the run's seed too.
+    device.seed(config.seed);
+    // Parameters initialise lazily: draw them all now, right after seeding.
+    let mut model = spec.config.init(device)?.materialize();
     if let Some(path) = &config.initial_checkpoint {
         let mut imported = load_weights(path, false)?;
         for note in adapt_for_finetuning(&model, &mut imported.dict) {
