@@ -1,5 +1,7 @@
 use burn::module::Module;
 use burn::nn::{Dropout, Linear};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{activation::softmax, Device, Tensor};
 
 use super::{dropout, linear, linear_macs, SqueezeExcite, Sublayer};
@@ -13,6 +15,16 @@ pub fn multi_head_attention(
     scale: f64,
     attn_drop: &Dropout,
 ) -> Tensor<4> {
+    if !q.is_tracked() {
+        // Off the autodiff graph the backend's fused attention computes the
+        // same thing without materialising the weights (no dropout applies
+        // outside training either).
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            ..Default::default()
+        };
+        return attention(q, k, v, None, None, options);
+    }
     let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
     attn_drop.forward(softmax(scores, 3)).matmul(v)
 }
