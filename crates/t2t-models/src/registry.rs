@@ -45,6 +45,21 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
+    /// These settings with the given mean, std and crop fraction where set.
+    pub fn with_overrides(
+        &self,
+        mean: Option<[f64; 3]>,
+        std: Option<[f64; 3]>,
+        crop_pct: Option<f64>,
+    ) -> Self {
+        Self {
+            mean: mean.unwrap_or(self.mean),
+            std: std.unwrap_or(self.std),
+            crop_pct: crop_pct.unwrap_or(self.crop_pct),
+            interpolation: self.interpolation.clone(),
+        }
+    }
+
     fn imagenet() -> Self {
         Self {
             mean: IMAGENET_MEAN,

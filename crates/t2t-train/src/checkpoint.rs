@@ -158,6 +158,16 @@ pub fn load(path: &Path) -> Result<Loaded, TrainError> {
     })
 }
 
+/// The run directory a checkpoint path belongs to: the path itself when it
+/// is a directory, else the folder holding the checkpoint file.
+pub fn run_dir(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    }
+}
+
 /// `DIR` means `DIR/last`; `DIR/NAME.safetensors` (or `-ema`/`-state`) means `NAME`.
 fn locate(path: &Path) -> Result<(PathBuf, String), TrainError> {
     if path.is_dir() {
@@ -174,6 +184,5 @@ fn locate(path: &Path) -> Result<(PathBuf, String), TrainError> {
             ))
         })?;
     let name = file.trim_end_matches("-state").trim_end_matches("-ema");
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok((dir, name.to_string()))
+    Ok((run_dir(path), name.to_string()))
 }

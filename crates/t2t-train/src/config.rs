@@ -251,12 +251,7 @@ impl TrainConfig {
 
     /// The model's data settings with this run's `mean`, `std` and `crop_pct`.
     pub fn data_config(&self, model: &DataConfig) -> DataConfig {
-        DataConfig {
-            mean: self.mean.unwrap_or(model.mean),
-            std: self.std.unwrap_or(model.std),
-            crop_pct: self.crop_pct.unwrap_or(model.crop_pct),
-            interpolation: model.interpolation.clone(),
-        }
+        model.with_overrides(self.mean, self.std, self.crop_pct)
     }
 
     pub fn to_toml(&self) -> String {

@@ -211,11 +211,7 @@ impl Trainer {
             &loaded.moments,
             &device.clone().inner(),
         );
-        let output = if path.is_dir() {
-            path.to_path_buf()
-        } else {
-            path.parent().unwrap_or(Path::new(".")).to_path_buf()
-        };
+        let output = checkpoint::run_dir(path);
         Ok(Self {
             model: set_stochastic(freeze(model, &state.freeze), true),
             ema,

@@ -46,15 +46,8 @@ pub fn resolve_model(name: &str, overrides: &ModelOverrides) -> Result<ModelSpec
 
 /// A model's evaluation settings with the command line's changes.
 pub fn eval_data_config(model: &DataConfig, args: &EvalTransformArgs) -> DataConfig {
-    let triple = |v: &Option<Vec<f64>>, default: [f64; 3]| {
-        v.as_ref().map_or(default, |v| [v[0], v[1], v[2]])
-    };
-    DataConfig {
-        mean: triple(&args.mean, model.mean),
-        std: triple(&args.std, model.std),
-        crop_pct: args.crop_pct.unwrap_or(model.crop_pct),
-        interpolation: model.interpolation.clone(),
-    }
+    let triple = |v: &Option<Vec<f64>>| v.as_ref().map(|v| [v[0], v[1], v[2]]);
+    model.with_overrides(triple(&args.mean), triple(&args.std), args.crop_pct)
 }
 
 /// Prints `value` as the one JSON object on stdout's last line.

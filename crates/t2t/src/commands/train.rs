@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use serde_json::json;
 use t2t_models::import::adapt_for_finetuning;
 use t2t_models::registry::ModelSpec;
 use t2t_models::weights::load_state_dict;
+use t2t_train::checkpoint::run_dir;
 use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::metrics::EpochRow;
@@ -221,14 +222,6 @@ fn run_config(path: &Path) -> Result<TrainConfig> {
     let config_file = run_dir(path).join("config.toml");
     TrainConfig::resolve("builtin", "", Some(&config_file), serde_json::json!({}))
         .with_context(|| format!("{}: the run's resolved config", config_file.display()))
-}
-
-fn run_dir(path: &Path) -> PathBuf {
-    if path.is_dir() {
-        path.to_path_buf()
-    } else {
-        path.parent().unwrap_or(Path::new(".")).to_path_buf()
-    }
 }
 
 fn start(
