@@ -2,8 +2,8 @@
 //! Linear weights `[out, in]`, stored as safetensors.
 //!
 //! A burn parameter path becomes a PyTorch key through a handful of rules:
-//! enum variants (our dispatch) vanish, LayerNorm's `gamma`/`beta` are
-//! `weight`/`bias`, `nn.Sequential` members are numbered, and burn's
+//! enum variants (our dispatch) vanish, `nn.Sequential` members are
+//! numbered, a few fields are renamed, and burn's
 //! `[in, out]` Linear weights are transposed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -67,8 +67,6 @@ pub struct StateDict {
 
 /// burn field names that PyTorch spells differently: (owning struct, field, key).
 const RENAMES: &[(&str, &str, &str)] = &[
-    ("LayerNorm", "gamma", "weight"),
-    ("LayerNorm", "beta", "bias"),
     ("PerformerMlp", "fc1", "0"),
     ("PerformerMlp", "fc2", "2"),
     ("ExcitationMlp", "reduce", "0"),

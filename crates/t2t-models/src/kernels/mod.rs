@@ -3,9 +3,15 @@
 //! burn operation on other backends, and is tested against it.
 
 mod gelu;
+mod layer_norm;
+mod math;
+mod matrix;
+mod performer;
 mod soft_split;
 
 pub use gelu::gelu;
+pub use layer_norm::layer_norm;
+pub use performer::{performer_attention, plain_performer_attention};
 pub use soft_split::{soft_split_image, soft_split_tokens};
 
 use burn::backend::flex::FlexTensor;

@@ -1,8 +1,7 @@
 use burn::module::Module;
-use burn::nn::LayerNorm;
 use burn::tensor::{Device, Tensor};
 
-use super::{layer_norm, layer_norm_macs, Attention, DropPath, Mlp, Sublayer};
+use super::{layer_norm, layer_norm_macs, Attention, DropPath, LayerNorm, Mlp, Sublayer};
 use crate::complexity::Macs;
 
 /// Pre-norm transformer block:
@@ -44,7 +43,8 @@ impl<A: Sublayer, M: Sublayer> Sublayer for Block<A, M> {
     }
 
     fn macs(&self, tokens: usize) -> Macs {
-        let [width] = self.norm1.gamma.lazy_shape().dims();
-        layer_norm_macs(width, tokens) * 2 + self.attn.macs(tokens) + self.mlp.macs(tokens)
+        layer_norm_macs(self.norm1.width(), tokens) * 2
+            + self.attn.macs(tokens)
+            + self.mlp.macs(tokens)
     }
 }

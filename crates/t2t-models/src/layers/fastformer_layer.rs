@@ -1,10 +1,10 @@
 use burn::module::Module;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{layer_norm, linear, FastAttention, FastAttentionConfig};
+use super::{layer_norm, linear, FastAttention, FastAttentionConfig, LayerNorm};
 
 /// The official Fastformer encoder layer: BERT's post-norm layer around
 /// additive attention (LayerNorm eps 1e-12).

@@ -6,6 +6,7 @@ mod drop_path;
 mod fast_attention;
 mod fastformer_layer;
 mod ghost;
+mod layer_norm;
 mod mlp;
 mod patch_embed;
 mod sinusoid;
@@ -20,6 +21,7 @@ pub use drop_path::DropPath;
 pub use fast_attention::{FastAttention, FastAttentionConfig, ScoreVectors};
 pub use fastformer_layer::{FastformerAttention, FastformerLayer, Intermediate, ResidualOutput};
 pub use ghost::{ChannelScale, GhostAttention, GhostMlp};
+pub use layer_norm::LayerNorm;
 pub use mlp::Mlp;
 pub use patch_embed::PatchEmbed;
 pub use sinusoid::sinusoid_table;
@@ -29,7 +31,7 @@ pub use token_performer::{PerformerMlp, TokenPerformer};
 pub use token_transformer::{TokenAttention, TokenTransformer};
 
 use burn::module::{Initializer, Module, ModuleDisplay};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::Tensor;
 
 use crate::complexity::Macs;
@@ -58,7 +60,7 @@ pub fn linear(d_in: usize, d_out: usize, bias: bool, device: &burn::tensor::Devi
 }
 
 pub fn layer_norm(d: usize, eps: f64, device: &burn::tensor::Device) -> LayerNorm {
-    LayerNormConfig::new(d).with_epsilon(eps).init(device)
+    LayerNorm::new(d, eps, device)
 }
 
 pub fn dropout(prob: f64) -> Dropout {

@@ -1,16 +1,14 @@
 use burn::module::{Initializer, Module, Param};
-use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::nn::{Dropout, Linear};
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::gelu;
+use crate::kernels::{gelu, performer_attention};
 
-use super::{dropout, layer_norm, layer_norm_macs, linear, linear_macs, Sublayer};
+use super::{dropout, layer_norm, layer_norm_macs, linear, linear_macs, LayerNorm, Sublayer};
 use crate::complexity::Macs;
 
 /// The random-feature ratio m/emb of the official Token_performer.
 const KERNEL_RATIO: f64 = 0.5;
-/// Added to the normaliser before dividing (the official value; fp16 would need 1e-6).
-const EPSILON: f64 = 1e-8;
 /// The official layer hard-codes its two dropouts at 0.1.
 const DROPOUT: f64 = 0.1;
 
@@ -68,33 +66,14 @@ impl TokenPerformer {
     fn random_features(&self) -> usize {
         self.w.lazy_shape().dims::<2>()[0]
     }
-
-    /// Positive random features φ(z) `[B, T, m]` of the Gaussian kernel.
-    fn prm_exp(&self, z: Tensor<3>) -> Tensor<3> {
-        let half_sq_norm = z.clone().powi_scalar(2).sum_dim(2).div_scalar(2.0);
-        let wtz = z.matmul(self.w.val().transpose().unsqueeze());
-        (wtz - half_sq_norm)
-            .exp()
-            .div_scalar((self.random_features() as f64).sqrt())
-    }
 }
 
 impl Sublayer for TokenPerformer {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut kqv = self
-            .kqv
-            .forward(self.norm1.forward(x))
-            .chunk(3, 2)
-            .into_iter();
-        let (k, q, v) = (
-            kqv.next().unwrap(),
-            kqv.next().unwrap(),
-            kqv.next().unwrap(),
-        );
-        let (kp, qp) = (self.prm_exp(k), self.prm_exp(q));
-        let normaliser = qp.clone().matmul(kp.clone().sum_dim(1).swap_dims(1, 2));
-        let kptv = v.clone().swap_dims(1, 2).matmul(kp);
-        let y = qp.matmul(kptv.swap_dims(1, 2)) / normaliser.add_scalar(EPSILON);
+        let kqv = self.kqv.forward(self.norm1.forward(x));
+        let emb = kqv.dims()[2] / 3;
+        let v = kqv.clone().narrow(2, 2 * emb, emb);
+        let y = performer_attention(kqv, self.w.val());
         let y = v + self.dp.forward(self.proj.forward(y));
         let mlp = &self.mlp;
         let branch = mlp

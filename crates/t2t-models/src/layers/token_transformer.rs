@@ -1,9 +1,10 @@
 use burn::module::Module;
-use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::nn::{Dropout, Linear};
 use burn::tensor::{Device, Tensor};
 
 use super::{
-    dropout, layer_norm, layer_norm_macs, linear, linear_macs, multi_head_attention, Mlp, Sublayer,
+    dropout, layer_norm, layer_norm_macs, linear, linear_macs, multi_head_attention, LayerNorm,
+    Mlp, Sublayer,
 };
 use crate::complexity::Macs;
 
@@ -71,7 +72,7 @@ impl Sublayer for TokenTransformer {
     }
 
     fn macs(&self, tokens: usize) -> Macs {
-        let [dim] = self.norm1.gamma.lazy_shape().dims();
+        let dim = self.norm1.width();
         let emb = self.attn.proj.weight.lazy_shape().dims::<2>()[0];
         layer_norm_macs(dim, tokens)
             + self.attn.macs(tokens)

@@ -9,11 +9,13 @@ pub use t2t_vit_dense::{DenseBlock, DenseLayer, Transition};
 pub use vit::{FastVisionTransformer, Mixer, VisionTransformer, VitConfig};
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, LayerNorm, Linear};
+use burn::nn::{Dropout, Linear};
 use burn::tensor::Tensor;
 
 use crate::complexity::Macs;
-use crate::layers::{layer_norm_macs, linear_macs, Block, GhostAttention, GhostMlp, Sublayer};
+use crate::layers::{
+    layer_norm_macs, linear_macs, Block, GhostAttention, GhostMlp, LayerNorm, Sublayer,
+};
 use crate::Taps;
 
 /// Every model of the zoo, behind one type for the command line and the trainers.
@@ -115,8 +117,7 @@ impl<L: Sublayer> Encoder<L> {
     pub fn stages(&self) -> [Stage; 2] {
         let tokens = self.tokens();
         let blocks = self.blocks.iter().map(|b| b.macs(tokens)).sum();
-        let [out_width] = self.norm.gamma.lazy_shape().dims();
-        let head = layer_norm_macs(out_width, tokens)
+        let head = layer_norm_macs(self.norm.width(), tokens)
             + self
                 .head
                 .as_ref()

@@ -1,0 +1,278 @@
+//! LayerNorm over the last dimension with its own backward pass. Under
+//! autodiff, burn composes LayerNorm from eight tensor operations and keeps
+//! three full-size intermediates for the backward pass; this kernel keeps only
+//! its input and recomputes each row's mean and deviation from it.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
+use burn::tensor::{module, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::math::{dot, sum_by, vectorised};
+use super::{flex_values, on_flex};
+
+/// Elements per parallel task (whole rows).
+const CHUNK: usize = 1 << 14;
+
+/// Mean and 1/√(variance + ε) of one row (two passes, as PyTorch does).
+#[inline(always)]
+fn row_stats(x: &[f32], epsilon: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = sum_by(x, |v| v) / n;
+    let variance = sum_by(x, |v| (v - mean) * (v - mean)) / n;
+    (mean, 1.0 / (variance + epsilon).sqrt())
+}
+
+fn rows_per_task(width: usize) -> usize {
+    (CHUNK / width).max(1)
+}
+
+fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
+    let width = gamma.len();
+    let mut y = vec![0.0; x.len()];
+    let task = rows_per_task(width) * width;
+    y.par_chunks_mut(task)
+        .zip(x.par_chunks(task))
+        .for_each(|(y, x)| {
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (y, x) in y.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+                        let (mean, inv_std) = row_stats(x, epsilon);
+                        for (((y, x), g), b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                            *y = (x - mean) * inv_std * g + b;
+                        }
+                    }
+                },
+            )
+        });
+    y
+}
+
+/// Gradients of the input, γ and β.
+fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
+    let width = gamma.len();
+    let mut grad_x = vec![0.0; x.len()];
+    let task = rows_per_task(width) * width;
+    let zeros = || (vec![0.0; width], vec![0.0; width]);
+    let (grad_gamma, grad_beta) = grad_x
+        .par_chunks_mut(task)
+        .zip(x.par_chunks(task))
+        .zip(grad.par_chunks(task))
+        .map(|((dx, x), dy)| {
+            let (mut dgamma, mut dbeta) = zeros();
+            let (mut xhat, mut g) = (vec![0.0; width], vec![0.0; width]);
+            vectorised(
+                #[inline(always)]
+                || {
+                    let rows = dx.chunks_exact_mut(width).zip(x.chunks_exact(width));
+                    for ((dx, x), dy) in rows.zip(dy.chunks_exact(width)) {
+                        let (mean, inv_std) = row_stats(x, epsilon);
+                        for i in 0..width {
+                            xhat[i] = (x[i] - mean) * inv_std;
+                            g[i] = dy[i] * gamma[i];
+                            dgamma[i] += dy[i] * xhat[i];
+                            dbeta[i] += dy[i];
+                        }
+                        // dx = (g − mean(g) − x̂·mean(g·x̂)) / σ, with g = dy·γ.
+                        let g_mean = sum_by(&g, |v| v) / width as f32;
+                        let gx_mean = dot(&g, &xhat) / width as f32;
+                        for i in 0..width {
+                            dx[i] = (g[i] - g_mean - xhat[i] * gx_mean) * inv_std;
+                        }
+                    }
+                },
+            );
+            (dgamma, dbeta)
+        })
+        // Partial sums are added in task order: the same result however
+        // the tasks were scheduled.
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(zeros(), |(mut ga, mut ba), (gb, bb)| {
+            ga.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
+            ba.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
+            (ga, ba)
+        });
+    [grad_x, grad_gamma, grad_beta]
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait LayerNormOps: Backend {
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of `x`, γ and β.
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl LayerNormOps for Flex {
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let (x, shape) = flex_values(x);
+        let (gamma, _) = flex_values(gamma);
+        let (beta, _) = flex_values(beta);
+        let y = forward(&x, &gamma, &beta, epsilon as f32);
+        FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
+    fn fused_layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, shape) = flex_values(x);
+        let (gamma, gamma_shape) = flex_values(gamma);
+        let (grad, _) = flex_values(grad);
+        let [dx, dgamma, dbeta] = backward(&x, &gamma, &grad, epsilon as f32);
+        let tensor =
+            |values, shape: &[usize]| FlexTensor::from_data(TensorData::new(values, shape));
+        (
+            tensor(dx, &shape),
+            tensor(dgamma, &gamma_shape),
+            tensor(dbeta, &gamma_shape),
+        )
+    }
+}
+
+/// Keeps the input and γ.
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, gamma, epsilon) = ops.state;
+        let (dx, dgamma, dbeta) = B::fused_layer_norm_backward(x, gamma, grad, epsilon);
+        for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: Backend + LayerNormOps, C: CheckpointStrategy> LayerNormOps for Autodiff<B, C> {
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let x = Autodiff::<B, C>::inner(x);
+        let gamma = Autodiff::<B, C>::inner(gamma);
+        let beta = Autodiff::<B, C>::inner(beta);
+        match LayerNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = B::fused_layer_norm(x.clone(), gamma.clone(), beta, epsilon);
+                prep.finish((x, gamma, epsilon), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fused_layer_norm(x, gamma, beta, epsilon)),
+        }
+    }
+
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dgamma, dbeta) = B::fused_layer_norm_backward(
+            Autodiff::<B, C>::inner(x),
+            Autodiff::<B, C>::inner(gamma),
+            Autodiff::<B, C>::inner(grad),
+            epsilon,
+        );
+        (
+            Autodiff::<B, C>::from_inner(dx),
+            Autodiff::<B, C>::from_inner(dgamma),
+            Autodiff::<B, C>::from_inner(dbeta),
+        )
+    }
+}
+
+/// `(x − mean) / √(var + ε) · γ + β` over the last dimension: the fused kernel
+/// on the CPU backend, burn's own operation elsewhere.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    if !on_flex(x.device()) {
+        return module::layer_norm(x, gamma, Some(beta), epsilon);
+    }
+    Tensor::from_dispatch(<Dispatch as LayerNormOps>::fused_layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn matches_burns_layer_norm_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        for (rows, width) in [(3, 5), (37, 147), (5000, 64)] {
+            let x = Tensor::<3>::random([1, rows, width], Distribution::Normal(1.0, 3.0), &device)
+                .require_grad();
+            let gamma = Tensor::<1>::random([width], Distribution::Normal(1.0, 0.5), &device)
+                .require_grad();
+            let beta = Tensor::<1>::random([width], Distribution::Normal(0.0, 0.5), &device)
+                .require_grad();
+            let weights =
+                Tensor::<3>::random([1, rows, width], Distribution::Normal(0.0, 1.0), &device);
+
+            let ours = layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let plain = module::layer_norm(x.clone(), gamma.clone(), Some(beta.clone()), 1e-5);
+            assert!(max_diff(ours.clone(), plain.clone()) < 2e-5);
+
+            let g_ours = (ours * weights.clone()).sum().backward();
+            let g_plain = (plain * weights).sum().backward();
+            let dx = max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_plain).unwrap());
+            assert!(dx < 1e-4, "input gradient differs by {dx}");
+            // γ and β gradients sum over all rows.
+            let tolerance = 1e-5 * rows as f32;
+            let dg = max_diff(gamma.grad(&g_ours).unwrap(), gamma.grad(&g_plain).unwrap());
+            let db = max_diff(beta.grad(&g_ours).unwrap(), beta.grad(&g_plain).unwrap());
+            assert!(dg < tolerance && db < tolerance, "γ by {dg}, β by {db}");
+        }
+    }
+}
