@@ -45,6 +45,24 @@ pub(crate) fn sum_by(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// max aᵢ (−∞ for an empty slice), vectorised like [`dot`].
+#[inline(always)]
+pub(crate) fn max(a: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let blocks = a.chunks_exact(LANES);
+    let tail = blocks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for block in blocks {
+        for i in 0..LANES {
+            acc[i] = if block[i] > acc[i] { block[i] } else { acc[i] };
+        }
+    }
+    acc.iter().fold(tail, |m, &v| m.max(v))
+}
+
 /// eˣ, relative error below 2e-7; arguments are clamped to [−87.3, 88], so
 /// results below about 1.2e-38 come out as that value instead of a denormal
 /// or 0, and results never overflow.
@@ -120,6 +138,8 @@ mod tests {
         let want: f64 = a.iter().zip(&b).map(|(a, b)| (a * b) as f64).sum();
         assert!((dot(&a, &b) as f64 - want).abs() < 1e-5);
         assert_eq!(sum_by(&a, |v| v), a.iter().sum::<f32>());
+        assert_eq!(max(&b), b.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)));
+        assert_eq!(max(&b[..3]), b[0]);
         assert_eq!(sum_by(&a, |v| v * v), a.iter().map(|v| v * v).sum::<f32>());
     }
 

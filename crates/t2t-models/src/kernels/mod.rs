@@ -2,6 +2,7 @@
 //! extensions with hand-written backward passes. Each falls back to the plain
 //! burn operation on other backends, and is tested against it.
 
+mod attention;
 mod gelu;
 mod layer_norm;
 mod math;
@@ -9,6 +10,7 @@ mod matrix;
 mod performer;
 mod soft_split;
 
+pub use attention::qkv_attention;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use performer::{performer_attention, plain_performer_attention};

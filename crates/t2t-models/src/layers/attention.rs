@@ -4,17 +4,23 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{activation::softmax, Device, Tensor};
 
-use super::{dropout, linear, linear_macs, SqueezeExcite, Sublayer};
+use super::{dropout, is_active, linear, linear_macs, SqueezeExcite, Sublayer};
 use crate::complexity::Macs;
+use crate::kernels::{self, on_flex};
 
-/// `softmax(q·scale @ kᵀ) @ v` over `[B, H, N, d]` heads.
-pub fn multi_head_attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    scale: f64,
-    attn_drop: &Dropout,
-) -> Tensor<4> {
+/// Multi-head softmax attention of a `qkv` projection `[B, N, 3·C]` (q, k, v
+/// side by side, each `heads` heads wide), heads merged `[B, N, C]`:
+/// `softmax(q·scale @ kᵀ) @ v` per head.
+pub fn self_attention(qkv: Tensor<3>, heads: usize, scale: f64, attn_drop: &Dropout) -> Tensor<3> {
+    if on_flex(qkv.device()) && !is_active(attn_drop, &qkv) {
+        return kernels::qkv_attention(qkv, heads, scale);
+    }
+    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| split_heads(x, heads));
+    let (q, k, v) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
     if !q.is_tracked() {
         // Off the autodiff graph the backend's fused attention computes the
         // same thing without materialising the weights (no dropout applies
@@ -23,10 +29,10 @@ pub fn multi_head_attention(
             scale: Some(scale),
             ..Default::default()
         };
-        return attention(q, k, v, None, None, options);
+        return merge_heads(attention(q, k, v, None, None, options));
     }
     let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
-    attn_drop.forward(softmax(scores, 3)).matmul(v)
+    merge_heads(attn_drop.forward(softmax(scores, 3)).matmul(v))
 }
 
 /// `[B, N, H·d]` → `[B, H, N, d]`.
@@ -84,10 +90,8 @@ impl AttentionConfig {
 
 impl Sublayer for Attention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter();
-        let mut heads = || split_heads(qkv.next().unwrap(), self.num_heads);
-        let (q, k, v) = (heads(), heads(), heads());
-        let x = merge_heads(multi_head_attention(q, k, v, self.scale, &self.attn_drop));
+        let qkv = self.qkv.forward(x);
+        let x = self_attention(qkv, self.num_heads, self.scale, &self.attn_drop);
         let x = self.proj.forward(x);
         let x = match &self.se_layer {
             Some(se) => se.forward(x),

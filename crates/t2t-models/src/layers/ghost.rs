@@ -4,8 +4,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::attention::{merge_heads, split_heads};
-use super::{dropout, linear, linear_macs, multi_head_attention, Sublayer};
+use super::{dropout, linear, linear_macs, self_attention, Sublayer};
 use crate::complexity::Macs;
 
 /// A depthwise 1×1 `Conv1d` without bias over the channels of a token
@@ -78,13 +77,17 @@ fn ghost(primary: Tensor<3>, cheap: &ChannelScale) -> Tensor<3> {
 
 impl Sublayer for GhostAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let heads = |linear: &Linear, cheap: &ChannelScale| {
-            split_heads(ghost(linear.forward(x.clone()), cheap), self.num_heads)
-        };
-        let q = heads(&self.q, &self.cheap_operation_q);
-        let k = heads(&self.k, &self.cheap_operation_k);
-        let v = heads(&self.v, &self.cheap_operation_v);
-        let y = merge_heads(multi_head_attention(q, k, v, self.scale, &self.attn_drop));
+        let project =
+            |linear: &Linear, cheap: &ChannelScale| ghost(linear.forward(x.clone()), cheap);
+        let qkv = Tensor::cat(
+            vec![
+                project(&self.q, &self.cheap_operation_q),
+                project(&self.k, &self.cheap_operation_k),
+                project(&self.v, &self.cheap_operation_v),
+            ],
+            2,
+        );
+        let y = self_attention(qkv, self.num_heads, self.scale, &self.attn_drop);
         self.proj_drop.forward(self.proj.forward(y))
     }
 

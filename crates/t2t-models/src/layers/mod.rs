@@ -15,7 +15,7 @@ mod squeeze_excite;
 mod token_performer;
 mod token_transformer;
 
-pub use attention::{multi_head_attention, Attention, AttentionConfig};
+pub use attention::{self_attention, Attention, AttentionConfig};
 pub use block::Block;
 pub use drop_path::DropPath;
 pub use fast_attention::{FastAttention, FastAttentionConfig, ScoreVectors};
@@ -65,6 +65,12 @@ pub fn layer_norm(d: usize, eps: f64, device: &burn::tensor::Device) -> LayerNor
 
 pub fn dropout(prob: f64) -> Dropout {
     DropoutConfig::new(prob).init()
+}
+
+/// Whether `dropout` drops anything for `x`: it is switched on, has a
+/// non-zero rate, and `x` lives where a backward pass can follow.
+pub(crate) fn is_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -> bool {
+    dropout.training.is_enabled() && dropout.prob > 0.0 && x.device().is_autodiff()
 }
 
 pub(crate) fn linear_macs(layer: &Linear, tokens: usize) -> Macs {

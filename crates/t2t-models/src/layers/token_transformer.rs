@@ -3,8 +3,8 @@ use burn::nn::{Dropout, Linear};
 use burn::tensor::{Device, Tensor};
 
 use super::{
-    dropout, layer_norm, layer_norm_macs, linear, linear_macs, multi_head_attention, LayerNorm,
-    Mlp, Sublayer,
+    dropout, layer_norm, layer_norm_macs, linear, linear_macs, self_attention, LayerNorm, Mlp,
+    Sublayer,
 };
 use crate::complexity::Macs;
 
@@ -49,12 +49,13 @@ impl TokenTransformer {
 
 impl Sublayer for TokenAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut qkv = self.qkv.forward(x).chunk(3, 2).into_iter();
-        let mut single_head = || qkv.next().unwrap().unsqueeze_dim::<4>(1);
-        let (q, k, v) = (single_head(), single_head(), single_head());
-        let y = multi_head_attention(q, k, v.clone(), self.scale, &self.attn_drop);
-        let y = self.proj.forward(y.squeeze_dim::<3>(1));
-        v.squeeze_dim::<3>(1) + self.proj_drop.forward(y)
+        let qkv = self.qkv.forward(x);
+        let emb = qkv.dims()[2] / 3;
+        let v = qkv.clone().narrow(2, 2 * emb, emb);
+        let y = self
+            .proj
+            .forward(self_attention(qkv, 1, self.scale, &self.attn_drop));
+        v + self.proj_drop.forward(y)
     }
 
     fn macs(&self, tokens: usize) -> Macs {
