@@ -20,7 +20,7 @@ use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex}
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex_values;
+use super::read;
 use super::math::{dot, exp, max, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
 
@@ -198,7 +198,7 @@ fn geometry(shape: &[usize], heads: usize, scale: f64) -> Geometry {
 
 impl AttentionOps for Flex {
     fn qkv_attention(qkv: FlexTensor, heads: usize, scale: f64) -> FlexTensor {
-        let (qkv, shape) = flex_values(qkv);
+        let (qkv, shape) = read(&qkv);
         let g = geometry(&shape, heads, scale);
         let y = g.forward(&qkv);
         FlexTensor::from_data(TensorData::new(y, [shape[0], g.tokens, g.width()]))
@@ -210,8 +210,8 @@ impl AttentionOps for Flex {
         heads: usize,
         scale: f64,
     ) -> FlexTensor {
-        let (qkv, shape) = flex_values(qkv);
-        let (grad, _) = flex_values(grad);
+        let (qkv, shape) = read(&qkv);
+        let (grad, _) = read(&grad);
         let g = geometry(&shape, heads, scale);
         FlexTensor::from_data(TensorData::new(g.backward(&qkv, &grad), shape))
     }

@@ -14,7 +14,7 @@ use burn::tensor::{activation, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::math::{erf, exp, vectorised};
-use super::{flex_values, on_flex};
+use super::{flex_values, on_flex, read};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -51,7 +51,7 @@ impl GeluOps for Flex {
     }
 
     fn fast_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (x, _) = flex_values(x);
+        let (x, _) = read(&x);
         let (mut grad, shape) = flex_values(grad);
         grad.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))

@@ -15,7 +15,7 @@ use burn::tensor::{module, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::math::{dot, sum_by, vectorised};
-use super::{flex_values, on_flex};
+use super::{on_flex, read};
 
 /// Elements per parallel task (whole rows).
 const CHUNK: usize = 1 << 14;
@@ -128,9 +128,9 @@ impl LayerNormOps for Flex {
         beta: FlexTensor,
         epsilon: f64,
     ) -> FlexTensor {
-        let (x, shape) = flex_values(x);
-        let (gamma, _) = flex_values(gamma);
-        let (beta, _) = flex_values(beta);
+        let (x, shape) = read(&x);
+        let (gamma, _) = read(&gamma);
+        let (beta, _) = read(&beta);
         let y = forward(&x, &gamma, &beta, epsilon as f32);
         FlexTensor::from_data(TensorData::new(y, shape))
     }
@@ -141,9 +141,9 @@ impl LayerNormOps for Flex {
         grad: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, shape) = flex_values(x);
-        let (gamma, gamma_shape) = flex_values(gamma);
-        let (grad, _) = flex_values(grad);
+        let (x, shape) = read(&x);
+        let (gamma, gamma_shape) = read(&gamma);
+        let (grad, _) = read(&grad);
         let [dx, dgamma, dbeta] = backward(&x, &gamma, &grad, epsilon as f32);
         let tensor =
             |values, shape: &[usize]| FlexTensor::from_data(TensorData::new(values, shape));

@@ -16,10 +16,24 @@ pub use layer_norm::layer_norm;
 pub use performer::{performer_attention, plain_performer_attention};
 pub use soft_split::{soft_split_image, soft_split_tokens};
 
+use std::borrow::Cow;
+
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Device;
 
-/// A CPU-backend tensor's values as f32, in row-major order, with its shape.
+/// A CPU-backend tensor's values as f32 in row-major order, with its shape:
+/// borrowed when the tensor is laid out so already (the usual case, and the
+/// autodiff state may hold the same buffer), copied otherwise.
+fn read(tensor: &FlexTensor) -> (Cow<'_, [f32]>, Vec<usize>) {
+    let shape = tensor.layout().shape().to_vec();
+    match tensor.as_slice::<f32>() {
+        Some(values) => (Cow::Borrowed(values), shape),
+        None => (Cow::Owned(flex_values(tensor.clone()).0), shape),
+    }
+}
+
+/// A CPU-backend tensor's values as f32, in row-major order, with its shape;
+/// the buffer is reused when the tensor holds the only reference to it.
 fn flex_values(tensor: FlexTensor) -> (Vec<f32>, Vec<usize>) {
     let data = tensor.into_data();
     let shape = data.shape().to_vec();

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::math::{dot, exp, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
-use super::{flex_values, on_flex};
+use super::{on_flex, read};
 
 /// Added to the normaliser before dividing (the official value).
 pub const EPSILON: f32 = 1e-8;
@@ -339,8 +339,8 @@ fn geometry(kqv_shape: &[usize], w_shape: &[usize]) -> Geometry {
 
 impl PerformerOps for Flex {
     fn performer_attention(kqv: FlexTensor, w: FlexTensor) -> FlexTensor {
-        let (kqv, shape) = flex_values(kqv);
-        let (w, w_shape) = flex_values(w);
+        let (kqv, shape) = read(&kqv);
+        let (w, w_shape) = read(&w);
         let g = geometry(&shape, &w_shape);
         let y = g.forward(&kqv, &w);
         FlexTensor::from_data(TensorData::new(y, [shape[0], g.tokens, g.emb]))
@@ -351,9 +351,9 @@ impl PerformerOps for Flex {
         w: FlexTensor,
         grad: FlexTensor,
     ) -> FlexTensor {
-        let (kqv, shape) = flex_values(kqv);
-        let (w, w_shape) = flex_values(w);
-        let (grad, _) = flex_values(grad);
+        let (kqv, shape) = read(&kqv);
+        let (w, w_shape) = read(&w);
+        let (grad, _) = read(&grad);
         let g = geometry(&shape, &w_shape);
         FlexTensor::from_data(TensorData::new(g.backward(&kqv, &w, &grad), shape))
     }

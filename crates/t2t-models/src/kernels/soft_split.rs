@@ -18,7 +18,7 @@ use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex}
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex_values;
+use super::read;
 
 /// Input geometry of a split.
 #[derive(Clone, Copy, Debug)]
@@ -155,7 +155,7 @@ impl SoftSplitOps for Flex {
             stride,
             padding,
         };
-        let (values, _) = flex_values(x);
+        let (values, _) = read(&x);
         let tokens = g.out_side() * g.out_side();
         FlexTensor::from_data(TensorData::new(
             g.forward(&values),
@@ -182,7 +182,7 @@ impl SoftSplitOps for Flex {
             stride,
             padding,
         };
-        let (values, _) = flex_values(grad);
+        let (values, _) = read(&grad);
         let shape = match channels_last {
             true => vec![batch, side * side, channels],
             false => vec![batch, channels, side, side],
