@@ -20,9 +20,9 @@ use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex}
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::read;
 use super::math::{dot, exp, max, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
+use super::read;
 
 const QUERY: usize = 0;
 const KEY: usize = 1;

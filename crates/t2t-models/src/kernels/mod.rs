@@ -3,6 +3,7 @@
 //! burn operation on other backends, and is tested against it.
 
 mod attention;
+mod dropout;
 mod gelu;
 mod layer_norm;
 mod math;
@@ -11,6 +12,7 @@ mod performer;
 mod soft_split;
 
 pub use attention::qkv_attention;
+pub use dropout::dropout;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use performer::{performer_attention, plain_performer_attention};

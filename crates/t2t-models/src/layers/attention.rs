@@ -1,10 +1,10 @@
 use burn::module::Module;
-use burn::nn::{Dropout, Linear};
+use burn::nn::Linear;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{activation::softmax, Device, Tensor};
 
-use super::{dropout, is_active, linear, linear_macs, SqueezeExcite, Sublayer};
+use super::{linear, linear_macs, Dropout, SqueezeExcite, Sublayer};
 use crate::complexity::Macs;
 use crate::kernels::{self, on_flex};
 
@@ -12,7 +12,7 @@ use crate::kernels::{self, on_flex};
 /// side by side, each `heads` heads wide), heads merged `[B, N, C]`:
 /// `softmax(q·scale @ kᵀ) @ v` per head.
 pub fn self_attention(qkv: Tensor<3>, heads: usize, scale: f64, attn_drop: &Dropout) -> Tensor<3> {
-    if on_flex(qkv.device()) && !is_active(attn_drop, &qkv) {
+    if on_flex(qkv.device()) && !attn_drop.is_active(&qkv) {
         return kernels::qkv_attention(qkv, heads, scale);
     }
     let mut parts = qkv.chunk(3, 2).into_iter().map(|x| split_heads(x, heads));
@@ -80,8 +80,8 @@ impl AttentionConfig {
             se_layer: self
                 .squeeze_excite
                 .then(|| SqueezeExcite::new(self.dim, 16, device)),
-            attn_drop: dropout(self.attn_drop),
-            proj_drop: dropout(self.proj_drop),
+            attn_drop: Dropout::new(self.attn_drop),
+            proj_drop: Dropout::new(self.proj_drop),
             num_heads: self.num_heads,
             scale: self.qk_scale.unwrap_or((head_dim as f64).powf(-0.5)),
         }

@@ -1,10 +1,10 @@
 use burn::module::{Initializer, Module, Param};
-use burn::nn::{Dropout, Linear};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{dropout, linear, linear_macs, self_attention, Sublayer};
+use super::{linear, linear_macs, self_attention, Dropout, Sublayer};
 use crate::complexity::Macs;
 
 /// A depthwise 1×1 `Conv1d` without bias over the channels of a token
@@ -63,8 +63,8 @@ impl GhostAttention {
             cheap_operation_k: ChannelScale::new(half, device),
             cheap_operation_v: ChannelScale::new(half, device),
             proj: linear(dim, dim, true, device),
-            attn_drop: dropout(0.0),
-            proj_drop: dropout(0.0),
+            attn_drop: Dropout::new(0.0),
+            proj_drop: Dropout::new(0.0),
             num_heads,
             scale,
         }
@@ -122,7 +122,7 @@ impl GhostMlp {
             fc2: linear(3 * dim, dim, true, device),
             cheap_operation2: ChannelScale::new(dim, device),
             cheap_operation3: ChannelScale::new(dim, device),
-            drop: dropout(drop),
+            drop: Dropout::new(drop),
         }
     }
 }

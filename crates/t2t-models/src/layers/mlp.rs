@@ -1,10 +1,10 @@
 use burn::module::Module;
-use burn::nn::{Dropout, Linear};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{dropout, linear, linear_macs, Sublayer};
+use super::{linear, linear_macs, Dropout, Sublayer};
 use crate::complexity::Macs;
 
 /// fc1 → GELU → dropout → fc2 → dropout (timm's `Mlp`).
@@ -20,7 +20,7 @@ impl Mlp {
         Self {
             fc1: linear(d_in, hidden, true, device),
             fc2: linear(hidden, d_out, true, device),
-            drop: dropout(drop),
+            drop: Dropout::new(drop),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod attention;
 mod block;
 mod drop_path;
+mod dropout;
 mod fast_attention;
 mod fastformer_layer;
 mod ghost;
@@ -18,6 +19,7 @@ mod token_transformer;
 pub use attention::{self_attention, Attention, AttentionConfig};
 pub use block::Block;
 pub use drop_path::DropPath;
+pub use dropout::Dropout;
 pub use fast_attention::{FastAttention, FastAttentionConfig, ScoreVectors};
 pub use fastformer_layer::{FastformerAttention, FastformerLayer, Intermediate, ResidualOutput};
 pub use ghost::{ChannelScale, GhostAttention, GhostMlp};
@@ -31,7 +33,7 @@ pub use token_performer::{PerformerMlp, TokenPerformer};
 pub use token_transformer::{TokenAttention, TokenTransformer};
 
 use burn::module::{Initializer, Module, ModuleDisplay};
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::Tensor;
 
 use crate::complexity::Macs;
@@ -61,16 +63,6 @@ pub fn linear(d_in: usize, d_out: usize, bias: bool, device: &burn::tensor::Devi
 
 pub fn layer_norm(d: usize, eps: f64, device: &burn::tensor::Device) -> LayerNorm {
     LayerNorm::new(d, eps, device)
-}
-
-pub fn dropout(prob: f64) -> Dropout {
-    DropoutConfig::new(prob).init()
-}
-
-/// Whether `dropout` drops anything for `x`: it is switched on, has a
-/// non-zero rate, and `x` lives where a backward pass can follow.
-pub(crate) fn is_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -> bool {
-    dropout.training.is_enabled() && dropout.prob > 0.0 && x.device().is_autodiff()
 }
 
 pub(crate) fn linear_macs(layer: &Linear, tokens: usize) -> Macs {

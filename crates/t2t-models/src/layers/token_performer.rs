@@ -1,10 +1,10 @@
 use burn::module::{Initializer, Module, Param};
-use burn::nn::{Dropout, Linear};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels::{gelu, performer_attention};
 
-use super::{dropout, layer_norm, layer_norm_macs, linear, linear_macs, LayerNorm, Sublayer};
+use super::{layer_norm, layer_norm_macs, linear, linear_macs, Dropout, LayerNorm, Sublayer};
 use crate::complexity::Macs;
 
 /// The random-feature ratio m/emb of the official Token_performer.
@@ -52,12 +52,12 @@ impl TokenPerformer {
             norm1: layer_norm(dim, 1e-5, device),
             kqv: linear(dim, 3 * emb, true, device),
             proj: linear(emb, emb, true, device),
-            dp: dropout(DROPOUT),
+            dp: Dropout::new(DROPOUT),
             norm2: layer_norm(emb, 1e-5, device),
             mlp: PerformerMlp {
                 fc1: linear(emb, emb, true, device),
                 fc2: linear(emb, emb, true, device),
-                drop: dropout(DROPOUT),
+                drop: Dropout::new(DROPOUT),
             },
             w,
         }

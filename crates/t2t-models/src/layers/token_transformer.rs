@@ -1,9 +1,9 @@
 use burn::module::Module;
-use burn::nn::{Dropout, Linear};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use super::{
-    dropout, layer_norm, layer_norm_macs, linear, linear_macs, self_attention, LayerNorm, Mlp,
+    layer_norm, layer_norm_macs, linear, linear_macs, self_attention, Dropout, LayerNorm, Mlp,
     Sublayer,
 };
 use crate::complexity::Macs;
@@ -37,8 +37,8 @@ impl TokenTransformer {
             attn: TokenAttention {
                 qkv: linear(dim, 3 * emb, false, device),
                 proj: linear(emb, emb, true, device),
-                attn_drop: dropout(0.0),
-                proj_drop: dropout(0.0),
+                attn_drop: Dropout::new(0.0),
+                proj_drop: Dropout::new(0.0),
                 scale: (dim as f64).powf(-0.5),
             },
             norm2: layer_norm(emb, 1e-5, device),

@@ -9,12 +9,12 @@ pub use t2t_vit_dense::{DenseBlock, DenseLayer, Transition};
 pub use vit::{FastVisionTransformer, Mixer, VisionTransformer, VitConfig};
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, Linear};
+use burn::nn::Linear;
 use burn::tensor::Tensor;
 
 use crate::complexity::Macs;
 use crate::layers::{
-    layer_norm_macs, linear_macs, Block, GhostAttention, GhostMlp, LayerNorm, Sublayer,
+    layer_norm_macs, linear_macs, Block, Dropout, GhostAttention, GhostMlp, LayerNorm, Sublayer,
 };
 use crate::Taps;
 

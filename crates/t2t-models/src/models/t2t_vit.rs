@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{class_token, frozen, DenseLayer, Encoder, Model, Stage};
 use crate::complexity::Macs;
 use crate::layers::{
-    dropout, layer_norm, linear, linear_macs, sinusoid_table, AttentionConfig, Block,
+    layer_norm, linear, linear_macs, sinusoid_table, AttentionConfig, Block, Dropout,
     GhostAttention, GhostMlp, Mlp, SoftSplit, Sublayer, TokenPerformer, TokenTransformer,
 };
 use crate::{ModelError, Taps};
@@ -263,7 +263,7 @@ impl T2tVitConfig {
             encoder: Encoder {
                 cls_token: class_token(self.embed_dim, device),
                 pos_embed: frozen(sinusoid_table(tokens + 1, self.embed_dim, device)),
-                pos_drop: dropout(self.drop_rate),
+                pos_drop: Dropout::new(self.drop_rate),
                 blocks,
                 norm: layer_norm(out_width, LAYER_NORM_EPS, device),
                 head: (self.num_classes > 0)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{class_token, Encoder, Model, Stage};
 use crate::layers::{
-    dropout, layer_norm, linear, AttentionConfig, Block, FastAttention, FastAttentionConfig, Mlp,
+    layer_norm, linear, AttentionConfig, Block, Dropout, FastAttention, FastAttentionConfig, Mlp,
     PatchEmbed, Sublayer,
 };
 use crate::{ModelError, Taps};
@@ -169,7 +169,7 @@ impl VitConfig {
             encoder: Encoder {
                 cls_token: class_token(self.embed_dim, device),
                 pos_embed: Param::from_tensor(pos_embed),
-                pos_drop: dropout(self.drop_rate),
+                pos_drop: Dropout::new(self.drop_rate),
                 blocks,
                 norm: layer_norm(self.embed_dim, LAYER_NORM_EPS, device),
                 head: (self.num_classes > 0)
