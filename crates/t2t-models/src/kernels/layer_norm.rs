@@ -33,7 +33,8 @@ fn rows_per_task(width: usize) -> usize {
     (CHUNK / width).max(1)
 }
 
-fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
+/// LayerNorm of the rows of `x` (each as wide as γ).
+pub(super) fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
     let width = gamma.len();
     let mut y = vec![0.0; x.len()];
     let task = rows_per_task(width) * width;
@@ -56,7 +57,7 @@ fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
 }
 
 /// Gradients of the input, γ and β.
-fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
+pub(super) fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
     let width = gamma.len();
     let mut grad_x = vec![0.0; x.len()];
     let task = rows_per_task(width) * width;

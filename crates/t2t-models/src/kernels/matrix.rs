@@ -94,8 +94,25 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// `dst = scale·lhs·rhs`, or `dst += scale·lhs·rhs` with `accumulate`.
+/// `dst = scale·lhs·rhs`, or `dst += scale·lhs·rhs` with `accumulate`, on
+/// the calling thread.
 pub(crate) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, scale: f32, accumulate: bool) {
+    product(dst, lhs, rhs, scale, accumulate, gemm::Parallelism::None);
+}
+
+/// `dst = lhs·rhs` for one large product, on all cores.
+pub(crate) fn matmul_threaded(dst: MatMut, lhs: Mat, rhs: Mat) {
+    product(dst, lhs, rhs, 1.0, false, gemm::Parallelism::Rayon(0));
+}
+
+fn product(
+    dst: MatMut,
+    lhs: Mat,
+    rhs: Mat,
+    scale: f32,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
     assert!(
         lhs.cols == rhs.rows && dst.rows == lhs.rows && dst.cols == rhs.cols,
         "matmul shapes: [{}, {}] = [{}, {}]·[{}, {}]",
@@ -140,7 +157,7 @@ pub(crate) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, scale: f32, accumulate: bo
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

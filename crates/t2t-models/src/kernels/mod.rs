@@ -8,6 +8,7 @@ mod gelu;
 mod layer_norm;
 mod math;
 mod matrix;
+mod norm_linear;
 mod performer;
 mod soft_split;
 
@@ -15,6 +16,7 @@ pub use attention::qkv_attention;
 pub use dropout::dropout;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
+pub use norm_linear::norm_linear;
 pub use performer::{performer_attention, plain_performer_attention};
 pub use soft_split::{soft_split_image, soft_split_tokens};
 

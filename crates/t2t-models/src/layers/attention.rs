@@ -4,7 +4,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{activation::softmax, Device, Tensor};
 
-use super::{linear, linear_macs, Dropout, SqueezeExcite, Sublayer};
+use super::{linear, linear_macs, Dropout, LayerNorm, SqueezeExcite, Sublayer};
 use crate::complexity::Macs;
 use crate::kernels::{self, on_flex};
 
@@ -88,9 +88,9 @@ impl AttentionConfig {
     }
 }
 
-impl Sublayer for Attention {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let qkv = self.qkv.forward(x);
+impl Attention {
+    /// Everything after the `qkv` projection.
+    fn attend(&self, qkv: Tensor<3>) -> Tensor<3> {
         let x = self_attention(qkv, self.num_heads, self.scale, &self.attn_drop);
         let x = self.proj.forward(x);
         let x = match &self.se_layer {
@@ -98,6 +98,16 @@ impl Sublayer for Attention {
             None => x,
         };
         self.proj_drop.forward(x)
+    }
+}
+
+impl Sublayer for Attention {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.attend(self.qkv.forward(x))
+    }
+
+    fn forward_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+        self.attend(norm.then_linear(&self.qkv, x))
     }
 
     fn macs(&self, tokens: usize) -> Macs {

@@ -35,11 +35,11 @@ impl<A: Sublayer, M: Sublayer> Sublayer for Block<A, M> {
         let x = x.clone()
             + self
                 .drop_path
-                .forward(self.attn.forward(self.norm1.forward(x)));
+                .forward(self.attn.forward_normed(&self.norm1, x));
         x.clone()
             + self
                 .drop_path
-                .forward(self.mlp.forward(self.norm2.forward(x)))
+                .forward(self.mlp.forward_normed(&self.norm2, x))
     }
 
     fn macs(&self, tokens: usize) -> Macs {

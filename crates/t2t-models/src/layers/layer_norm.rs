@@ -1,4 +1,5 @@
 use burn::module::{Initializer, Module, Param};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels;
@@ -27,5 +28,17 @@ impl LayerNorm {
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps)
+    }
+
+    /// `linear.forward(self.forward(x))` as one operation, which keeps only
+    /// `x` for the backward pass rather than `x` and its normalised copy.
+    pub fn then_linear<const D: usize>(&self, linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+        let weight = linear.weight.val();
+        let bias = match &linear.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([weight.dims()[1]], &weight.device()),
+        };
+        let norm = [self.weight.val(), self.bias.val()];
+        kernels::norm_linear(x, norm, self.eps, weight, bias)
     }
 }

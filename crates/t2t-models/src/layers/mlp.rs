@@ -4,7 +4,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{linear, linear_macs, Dropout, Sublayer};
+use super::{linear, linear_macs, Dropout, LayerNorm, Sublayer};
 use crate::complexity::Macs;
 
 /// fc1 → GELU → dropout → fc2 → dropout (timm's `Mlp`).
@@ -25,10 +25,21 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// Everything after `fc1`.
+    fn activate(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let x = self.drop.forward(gelu(hidden));
+        self.drop.forward(self.fc2.forward(x))
+    }
+}
+
 impl Sublayer for Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.drop.forward(gelu(self.fc1.forward(x)));
-        self.drop.forward(self.fc2.forward(x))
+        self.activate(self.fc1.forward(x))
+    }
+
+    fn forward_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+        self.activate(norm.then_linear(&self.fc1, x))
     }
 
     fn macs(&self, tokens: usize) -> Macs {

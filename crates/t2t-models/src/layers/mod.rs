@@ -43,6 +43,12 @@ use crate::complexity::Macs;
 pub trait Sublayer: Module + ModuleDisplay {
     fn forward(&self, x: Tensor<3>) -> Tensor<3>;
 
+    /// `forward(norm(x))`, the pre-norm form. Sublayers that open with a
+    /// Linear layer fold the norm into it ([`LayerNorm::then_linear`]).
+    fn forward_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+        self.forward(norm.forward(x))
+    }
+
     /// Multiply-adds per image for a sequence of `tokens` tokens.
     fn macs(&self, tokens: usize) -> Macs;
 }

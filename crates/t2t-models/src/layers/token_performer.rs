@@ -70,7 +70,7 @@ impl TokenPerformer {
 
 impl Sublayer for TokenPerformer {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let kqv = self.kqv.forward(self.norm1.forward(x));
+        let kqv = self.norm1.then_linear(&self.kqv, x);
         let emb = kqv.dims()[2] / 3;
         let v = kqv.clone().narrow(2, 2 * emb, emb);
         let y = performer_attention(kqv, self.w.val());
@@ -78,7 +78,7 @@ impl Sublayer for TokenPerformer {
         let mlp = &self.mlp;
         let branch = mlp
             .fc2
-            .forward(gelu(mlp.fc1.forward(self.norm2.forward(y.clone()))));
+            .forward(gelu(self.norm2.then_linear(&mlp.fc1, y.clone())));
         y + mlp.drop.forward(branch)
     }
 

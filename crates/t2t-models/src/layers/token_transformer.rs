@@ -47,15 +47,25 @@ impl TokenTransformer {
     }
 }
 
-impl Sublayer for TokenAttention {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let qkv = self.qkv.forward(x);
+impl TokenAttention {
+    /// Everything after the `qkv` projection.
+    fn attend(&self, qkv: Tensor<3>) -> Tensor<3> {
         let emb = qkv.dims()[2] / 3;
         let v = qkv.clone().narrow(2, 2 * emb, emb);
         let y = self
             .proj
             .forward(self_attention(qkv, 1, self.scale, &self.attn_drop));
         v + self.proj_drop.forward(y)
+    }
+}
+
+impl Sublayer for TokenAttention {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.attend(self.qkv.forward(x))
+    }
+
+    fn forward_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+        self.attend(norm.then_linear(&self.qkv, x))
     }
 
     fn macs(&self, tokens: usize) -> Macs {
@@ -68,8 +78,8 @@ impl Sublayer for TokenAttention {
 
 impl Sublayer for TokenTransformer {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self.attn.forward(self.norm1.forward(x));
-        y.clone() + self.mlp.forward(self.norm2.forward(y))
+        let y = self.attn.forward_normed(&self.norm1, x);
+        y.clone() + self.mlp.forward_normed(&self.norm2, y)
     }
 
     fn macs(&self, tokens: usize) -> Macs {

@@ -1,0 +1,374 @@
+//! LayerNorm followed by a Linear layer, `LN(x)·W + b`, as one operation.
+//! Every pre-norm sublayer starts so, and as two operations the normalised
+//! activations would be kept for the Linear layer's weight gradient, a
+//! second full copy of the input; here only the input is kept, and the
+//! backward pass normalises it again.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::layer_norm;
+use super::math::vectorised;
+use super::matrix::{matmul_threaded, Mat, MatMut};
+use super::{on_flex, read};
+
+/// Rows per parallel task of the bias sums.
+const ROWS: usize = 256;
+
+fn forward(
+    x: &[f32],
+    [gamma, beta]: [&[f32]; 2],
+    [weight, bias]: [&[f32]; 2],
+    epsilon: f32,
+) -> Vec<f32> {
+    let (d_in, d_out) = (gamma.len(), bias.len());
+    let rows = x.len() / d_in;
+    let normalised = layer_norm::forward(x, gamma, beta, epsilon);
+    let mut y = vec![0.0; rows * d_out];
+    matmul_threaded(
+        MatMut::dense(&mut y, rows, d_out),
+        Mat::dense(&normalised, rows, d_in),
+        Mat::dense(weight, d_in, d_out),
+    );
+    y.par_chunks_mut(ROWS * d_out).for_each(|y| {
+        vectorised(
+            #[inline(always)]
+            || {
+                for y in y.chunks_exact_mut(d_out) {
+                    y.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+                }
+            },
+        )
+    });
+    y
+}
+
+/// Gradients of x, γ, β, W and b.
+fn backward(
+    x: &[f32],
+    [gamma, beta]: [&[f32]; 2],
+    weight: &[f32],
+    grad: &[f32],
+    epsilon: f32,
+) -> [Vec<f32>; 5] {
+    let (d_in, d_out) = (gamma.len(), weight.len() / gamma.len());
+    let rows = x.len() / d_in;
+    let grad_y = Mat::dense(grad, rows, d_out);
+    let normalised = layer_norm::forward(x, gamma, beta, epsilon);
+    let mut grad_weight = vec![0.0; d_in * d_out];
+    matmul_threaded(
+        MatMut::dense(&mut grad_weight, d_in, d_out),
+        Mat::dense(&normalised, rows, d_in).t(),
+        grad_y,
+    );
+    drop(normalised);
+    let mut grad_normalised = vec![0.0; rows * d_in];
+    matmul_threaded(
+        MatMut::dense(&mut grad_normalised, rows, d_in),
+        grad_y,
+        Mat::dense(weight, d_in, d_out).t(),
+    );
+    let [grad_x, grad_gamma, grad_beta] = layer_norm::backward(x, gamma, &grad_normalised, epsilon);
+    // Column sums in task order: the same result however tasks were scheduled.
+    let grad_bias = grad
+        .par_chunks(ROWS * d_out)
+        .map(|dy| {
+            let mut sums = vec![0.0; d_out];
+            for dy in dy.chunks_exact(d_out) {
+                sums.iter_mut().zip(dy).for_each(|(s, d)| *s += d);
+            }
+            sums
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0.0; d_out], |mut total, sums| {
+            total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
+            total
+        });
+    [grad_x, grad_gamma, grad_beta, grad_weight, grad_bias]
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait NormLinearOps: Backend {
+    fn norm_linear(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of x, γ, β, W and b.
+    #[allow(clippy::type_complexity)]
+    fn norm_linear_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
+}
+
+impl NormLinearOps for Flex {
+    fn norm_linear(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let (x_values, mut shape) = read(&x);
+        let ((gamma, _), (beta, _)) = (read(&gamma), read(&beta));
+        let ((weight, _), (bias, _)) = (read(&weight), read(&bias));
+        let y = forward(&x_values, [&gamma, &beta], [&weight, &bias], epsilon as f32);
+        *shape.last_mut().unwrap() = bias.len();
+        FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
+    fn norm_linear_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let (x_values, x_shape) = read(&x);
+        let ((gamma, gamma_shape), (beta, _)) = (read(&gamma), read(&beta));
+        let ((weight, weight_shape), (grad, _)) = (read(&weight), read(&grad));
+        let [dx, dgamma, dbeta, dweight, dbias] =
+            backward(&x_values, [&gamma, &beta], &weight, &grad, epsilon as f32);
+        let tensor =
+            |values, shape: &[usize]| FlexTensor::from_data(TensorData::new(values, shape));
+        (
+            tensor(dx, &x_shape),
+            tensor(dgamma, &gamma_shape),
+            tensor(dbeta, &gamma_shape),
+            tensor(dweight, &weight_shape),
+            tensor(dbias, &weight_shape[1..]),
+        )
+    }
+}
+
+/// Keeps x, γ, β and W.
+#[derive(Debug)]
+struct NormLinearBackward;
+
+impl<B: Backend + NormLinearOps> Backward<B, 5> for NormLinearBackward {
+    type State = ([FloatTensor<B>; 4], f64);
+
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let ([x, gamma, beta, weight], epsilon) = ops.state;
+        let (dx, dgamma, dbeta, dweight, dbias) =
+            B::norm_linear_backward(x, gamma, beta, weight, grad, epsilon);
+        for (node, grad) in ops
+            .parents
+            .into_iter()
+            .zip([dx, dgamma, dbeta, dweight, dbias])
+        {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: Backend + NormLinearOps, C: CheckpointStrategy> NormLinearOps for Autodiff<B, C> {
+    fn norm_linear(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let nodes = [
+            x.node(),
+            gamma.node(),
+            beta.node(),
+            weight.node(),
+            bias.node(),
+        ];
+        let [x, gamma, beta, weight, bias] =
+            [x, gamma, beta, weight, bias].map(Autodiff::<B, C>::inner);
+        match NormLinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = B::norm_linear(
+                    x.clone(),
+                    gamma.clone(),
+                    beta.clone(),
+                    weight.clone(),
+                    bias,
+                    epsilon,
+                );
+                prep.finish(([x, gamma, beta, weight], epsilon), output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::norm_linear(x, gamma, beta, weight, bias, epsilon))
+            }
+        }
+    }
+
+    fn norm_linear_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        let [x, gamma, beta, weight, grad] =
+            [x, gamma, beta, weight, grad].map(Autodiff::<B, C>::inner);
+        let (dx, dgamma, dbeta, dweight, dbias) =
+            B::norm_linear_backward(x, gamma, beta, weight, grad, epsilon);
+        (
+            Autodiff::<B, C>::from_inner(dx),
+            Autodiff::<B, C>::from_inner(dgamma),
+            Autodiff::<B, C>::from_inner(dbeta),
+            Autodiff::<B, C>::from_inner(dweight),
+            Autodiff::<B, C>::from_inner(dbias),
+        )
+    }
+}
+
+/// `LN(x)·W + b` for LayerNorm parameters (γ, β, ε) and Linear parameters
+/// (W `[in, out]`, b): the fused kernel on the CPU backend, the two burn
+/// operations elsewhere.
+pub fn norm_linear<const D: usize>(
+    x: Tensor<D>,
+    [gamma, beta]: [Tensor<1>; 2],
+    epsilon: f64,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+) -> Tensor<D> {
+    if !on_flex(x.device()) {
+        let normalised = burn::tensor::module::layer_norm(x, gamma, Some(beta), epsilon);
+        return burn::tensor::module::linear(normalised, weight, Some(bias));
+    }
+    Tensor::from_dispatch(<Dispatch as NormLinearOps>::norm_linear(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        epsilon,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::{layer_norm, linear};
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn matches_layer_norm_then_linear_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let random = |shape: Vec<usize>, mean: f64| {
+            Tensor::<1>::random(
+                [shape.iter().product::<usize>()],
+                Distribution::Normal(mean, 1.0),
+                &device,
+            )
+        };
+        for (batch, tokens, d_in, d_out) in [(2, 3, 5, 7), (3, 300, 147, 192)] {
+            let x = random(vec![batch, tokens, d_in], 0.5)
+                .reshape([batch, tokens, d_in])
+                .require_grad();
+            let gamma = random(vec![d_in], 1.0).require_grad();
+            let beta = random(vec![d_in], 0.0).require_grad();
+            let weight = random(vec![d_in, d_out], 0.0)
+                .reshape([d_in, d_out])
+                .require_grad();
+            let bias = random(vec![d_out], 0.0).require_grad();
+            let weights = random(vec![batch, tokens, d_out], 0.0).reshape([batch, tokens, d_out]);
+
+            let ours = norm_linear(
+                x.clone(),
+                [gamma.clone(), beta.clone()],
+                1e-5,
+                weight.clone(),
+                bias.clone(),
+            );
+            let plain = linear(
+                layer_norm(x.clone(), gamma.clone(), Some(beta.clone()), 1e-5),
+                weight.clone(),
+                Some(bias.clone()),
+            );
+            let diff = (ours.clone() - plain.clone())
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(diff < 1e-4, "forward differs by {diff}");
+
+            let g_ours = (ours * weights.clone()).sum().backward();
+            let g_plain = (plain * weights).sum().backward();
+            // Parameter gradients sum over rows, and their error with them.
+            let summed = 2e-5 * (batch * tokens) as f32;
+            let check = |name: &str, a: Tensor<1>, b: Tensor<1>, tolerance: f32| {
+                let diff = (a - b).abs().max().into_scalar::<f32>();
+                assert!(diff < tolerance, "{name} gradient differs by {diff}");
+            };
+            let flat = |t: Tensor<3>| t.reshape([batch * tokens * d_in]);
+            check(
+                "x",
+                flat(x.grad(&g_ours).unwrap()),
+                flat(x.grad(&g_plain).unwrap()),
+                1e-4,
+            );
+            check(
+                "γ",
+                gamma.grad(&g_ours).unwrap(),
+                gamma.grad(&g_plain).unwrap(),
+                summed,
+            );
+            check(
+                "β",
+                beta.grad(&g_ours).unwrap(),
+                beta.grad(&g_plain).unwrap(),
+                summed,
+            );
+            let w = |t: Tensor<2>| t.reshape([d_in * d_out]);
+            check(
+                "W",
+                w(weight.grad(&g_ours).unwrap()),
+                w(weight.grad(&g_plain).unwrap()),
+                summed,
+            );
+            check(
+                "b",
+                bias.grad(&g_ours).unwrap(),
+                bias.grad(&g_plain).unwrap(),
+                summed,
+            );
+        }
+    }
+}
