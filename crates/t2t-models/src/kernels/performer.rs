@@ -101,11 +101,7 @@ impl Geometry {
             || {
                 for (r, phi) in out.chunks_exact_mut(m).enumerate() {
                     let start = (first + r) * row + part * emb;
-                    let half_sq_norm = 0.5
-                        * sample[start..start + emb]
-                            .iter()
-                            .map(|z| z * z)
-                            .sum::<f32>();
+                    let half_sq_norm = 0.5 * sum_by(&sample[start..start + emb], |z| z * z);
                     for v in phi {
                         *v = exp(*v - half_sq_norm) * inv_sqrt_m;
                     }
@@ -219,7 +215,7 @@ impl Geometry {
     }
 
     fn backward(&self, kqv: &[f32], w: &[f32], grad: &[f32]) -> Vec<f32> {
-        let (emb, m, row) = (self.emb, self.features, self.row());
+        let (emb, row) = (self.emb, self.row());
         let mut grad_kqv = vec![0.0; kqv.len()];
         grad_kqv
             .par_chunks_mut(self.tokens * row)
@@ -227,95 +223,121 @@ impl Geometry {
             .zip(grad.par_chunks(self.tokens * emb))
             .for_each(|((grad_kqv, sample), grad_y)| {
                 let sums = self.key_sums(sample, w);
-                // Queries: their gradient, and the gradient of the key sums.
                 let grad_sums = grad_kqv
                     .par_chunks_mut(TILE * row)
                     .enumerate()
                     .map(|(tile, grad_rows)| {
-                        let (first, rows) = (tile * TILE, grad_rows.len() / row);
-                        let mut qp = vec![0.0; rows * m];
-                        self.random_features(sample, w, first, rows, QUERY, &mut qp);
-                        let (qp_mat, kptv) =
-                            (Mat::dense(&qp, rows, m), Mat::dense(&sums.kptv, emb, m));
-                        // num = φ(q)·kptvᵀ, then in place: dnum = dy / (D + ε).
-                        let mut num = vec![0.0; rows * emb];
-                        matmul(
-                            MatMut::dense(&mut num, rows, emb),
-                            qp_mat,
-                            kptv.t(),
-                            1.0,
-                            false,
-                        );
-                        let grad_y = &grad_y[first * emb..][..rows * emb];
-                        let mut grad_norm = vec![0.0; rows];
-                        for r in 0..rows {
-                            let scale = 1.0 / (dot(&qp[r * m..][..m], &sums.sum) + EPSILON);
-                            let (num, dy) = (&mut num[r * emb..][..emb], &grad_y[r * emb..][..emb]);
-                            grad_norm[r] = -scale * scale * dot(dy, num);
-                            num.iter_mut().zip(dy).for_each(|(n, dy)| *n = dy * scale);
-                        }
-                        let grad_num = Mat::dense(&num, rows, emb);
-                        // dφ(q) = dnum·kptv + dD ⊗ Σφ(k)
-                        let mut grad_qp = vec![0.0; rows * m];
-                        matmul(
-                            MatMut::dense(&mut grad_qp, rows, m),
-                            grad_num,
-                            kptv,
-                            1.0,
-                            false,
-                        );
-                        let mut partial = KeySums::zeros(*self);
-                        matmul(
-                            MatMut::dense(&mut partial.kptv, emb, m),
-                            grad_num.t(),
-                            qp_mat,
-                            1.0,
-                            false,
-                        );
-                        for r in 0..rows {
-                            let (dqp, qp) = (&mut grad_qp[r * m..][..m], &qp[r * m..][..m]);
-                            for j in 0..m {
-                                partial.sum[j] += grad_norm[r] * qp[j];
-                                dqp[j] = (dqp[j] + grad_norm[r] * sums.sum[j]) * qp[j];
-                            }
-                        }
-                        self.feature_input_grad(sample, w, first, QUERY, &grad_qp, grad_rows);
-                        partial
+                        self.query_grad(sample, w, &sums, grad_y, tile * TILE, grad_rows)
                     })
                     .collect::<Vec<_>>()
                     .into_iter()
                     .fold(KeySums::zeros(*self), KeySums::add);
-                // Keys and values.
                 grad_kqv
                     .par_chunks_mut(TILE * row)
                     .enumerate()
                     .for_each(|(tile, grad_rows)| {
-                        let (first, rows) = (tile * TILE, grad_rows.len() / row);
-                        let mut kp = vec![0.0; rows * m];
-                        self.random_features(sample, w, first, rows, KEY, &mut kp);
-                        let grad_kptv = Mat::dense(&grad_sums.kptv, emb, m);
-                        // dv = φ(k)·dkptvᵀ
-                        let dv = MatMut::rows(grad_rows, VALUE * emb, rows, emb, row);
-                        matmul(dv, Mat::dense(&kp, rows, m), grad_kptv.t(), 1.0, false);
-                        // dφ(k) = v·dkptv + dΣφ(k)
-                        let mut grad_kp = vec![0.0; rows * m];
-                        let v = self.part(sample, first, rows, VALUE);
-                        matmul(
-                            MatMut::dense(&mut grad_kp, rows, m),
-                            v,
-                            grad_kptv,
-                            1.0,
-                            false,
-                        );
-                        for (dkp, kp) in grad_kp.chunks_exact_mut(m).zip(kp.chunks_exact(m)) {
-                            for j in 0..m {
-                                dkp[j] = (dkp[j] + grad_sums.sum[j]) * kp[j];
-                            }
-                        }
-                        self.feature_input_grad(sample, w, first, KEY, &grad_kp, grad_rows);
+                        self.key_value_grad(sample, w, &grad_sums, tile * TILE, grad_rows)
                     });
             });
         grad_kqv
+    }
+
+    /// Writes the gradient of the queries of the tile from `first` into
+    /// `grad_rows`, and returns the tile's share of the key sums' gradient.
+    fn query_grad(
+        &self,
+        sample: &[f32],
+        w: &[f32],
+        sums: &KeySums,
+        grad_y: &[f32],
+        first: usize,
+        grad_rows: &mut [f32],
+    ) -> KeySums {
+        let (emb, m) = (self.emb, self.features);
+        let rows = grad_rows.len() / self.row();
+        let mut qp = vec![0.0; rows * m];
+        self.random_features(sample, w, first, rows, QUERY, &mut qp);
+        let (qp_mat, kptv) = (Mat::dense(&qp, rows, m), Mat::dense(&sums.kptv, emb, m));
+        // num = φ(q)·kptvᵀ, then in place: dnum = dy / (D + ε).
+        let mut num = vec![0.0; rows * emb];
+        matmul(
+            MatMut::dense(&mut num, rows, emb),
+            qp_mat,
+            kptv.t(),
+            1.0,
+            false,
+        );
+        let grad_y = &grad_y[first * emb..][..rows * emb];
+        let mut grad_norm = vec![0.0; rows];
+        for r in 0..rows {
+            let scale = 1.0 / (dot(&qp[r * m..][..m], &sums.sum) + EPSILON);
+            let (num, dy) = (&mut num[r * emb..][..emb], &grad_y[r * emb..][..emb]);
+            grad_norm[r] = -scale * scale * dot(dy, num);
+            num.iter_mut().zip(dy).for_each(|(n, dy)| *n = dy * scale);
+        }
+        let grad_num = Mat::dense(&num, rows, emb);
+        // dφ(q) = dnum·kptv + dD ⊗ Σφ(k); dkptv = dnumᵀ·φ(q); dΣφ(k) = φ(q)ᵀ·dD
+        let mut grad_qp = vec![0.0; rows * m];
+        matmul(
+            MatMut::dense(&mut grad_qp, rows, m),
+            grad_num,
+            kptv,
+            1.0,
+            false,
+        );
+        let mut partial = KeySums::zeros(*self);
+        matmul(
+            MatMut::dense(&mut partial.kptv, emb, m),
+            grad_num.t(),
+            qp_mat,
+            1.0,
+            false,
+        );
+        for r in 0..rows {
+            let (dqp, qp) = (&mut grad_qp[r * m..][..m], &qp[r * m..][..m]);
+            for j in 0..m {
+                partial.sum[j] += grad_norm[r] * qp[j];
+                dqp[j] = (dqp[j] + grad_norm[r] * sums.sum[j]) * qp[j];
+            }
+        }
+        self.feature_input_grad(sample, w, first, QUERY, &grad_qp, grad_rows);
+        partial
+    }
+
+    /// Writes the gradients of the keys and values of the tile from `first`
+    /// into `grad_rows`, given the gradient of the key sums.
+    fn key_value_grad(
+        &self,
+        sample: &[f32],
+        w: &[f32],
+        grad_sums: &KeySums,
+        first: usize,
+        grad_rows: &mut [f32],
+    ) {
+        let (emb, m, row) = (self.emb, self.features, self.row());
+        let rows = grad_rows.len() / row;
+        let mut kp = vec![0.0; rows * m];
+        self.random_features(sample, w, first, rows, KEY, &mut kp);
+        let grad_kptv = Mat::dense(&grad_sums.kptv, emb, m);
+        // dv = φ(k)·dkptvᵀ
+        let dv = MatMut::rows(grad_rows, VALUE * emb, rows, emb, row);
+        matmul(dv, Mat::dense(&kp, rows, m), grad_kptv.t(), 1.0, false);
+        // dφ(k) = v·dkptv + dΣφ(k)
+        let mut grad_kp = vec![0.0; rows * m];
+        let v = self.part(sample, first, rows, VALUE);
+        matmul(
+            MatMut::dense(&mut grad_kp, rows, m),
+            v,
+            grad_kptv,
+            1.0,
+            false,
+        );
+        for (dkp, kp) in grad_kp.chunks_exact_mut(m).zip(kp.chunks_exact(m)) {
+            for j in 0..m {
+                dkp[j] = (dkp[j] + grad_sums.sum[j]) * kp[j];
+            }
+        }
+        self.feature_input_grad(sample, w, first, KEY, &grad_kp, grad_rows);
     }
 }
 
