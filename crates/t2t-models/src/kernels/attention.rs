@@ -17,12 +17,12 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::math::{dot, exp, max, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
-use super::read;
+use super::{read, write};
 
 const QUERY: usize = 0;
 const KEY: usize = 1;
@@ -201,7 +201,7 @@ impl AttentionOps for Flex {
         let (qkv, shape) = read(&qkv);
         let g = geometry(&shape, heads, scale);
         let y = g.forward(&qkv);
-        FlexTensor::from_data(TensorData::new(y, [shape[0], g.tokens, g.width()]))
+        write(y, [shape[0], g.tokens, g.width()])
     }
 
     fn qkv_attention_backward(
@@ -213,7 +213,7 @@ impl AttentionOps for Flex {
         let (qkv, shape) = read(&qkv);
         let (grad, _) = read(&grad);
         let g = geometry(&shape, heads, scale);
-        FlexTensor::from_data(TensorData::new(g.backward(&qkv, &grad), shape))
+        write(g.backward(&qkv, &grad), shape)
     }
 }
 

@@ -11,11 +11,11 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor};
 use rayon::prelude::*;
 
 use super::math::vectorised;
-use super::{on_flex, read};
+use super::{on_flex, read, write};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -64,7 +64,7 @@ pub trait DropoutOps: Backend {
 impl DropoutOps for Flex {
     fn hashed_dropout(x: FlexTensor, prob: f64, seed: u64) -> FlexTensor {
         let (values, shape) = read(&x);
-        FlexTensor::from_data(TensorData::new(apply(&values, prob, seed), shape))
+        write(apply(&values, prob, seed), shape)
     }
 }
 

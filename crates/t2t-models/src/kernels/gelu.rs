@@ -10,11 +10,11 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{activation, Tensor, TensorData};
+use burn::tensor::{activation, Tensor};
 use rayon::prelude::*;
 
 use super::math::{erf, exp, vectorised};
-use super::{flex_values, on_flex, read};
+use super::{flex_values, on_flex, read, write};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -47,7 +47,7 @@ impl GeluOps for Flex {
                 || chunk.iter_mut().for_each(|v| *v = gelu_value(*v)),
             )
         });
-        FlexTensor::from_data(TensorData::new(values, shape))
+        write(values, shape)
     }
 
     fn fast_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -61,7 +61,7 @@ impl GeluOps for Flex {
                     || g.iter_mut().zip(x).for_each(|(g, &x)| *g *= gelu_slope(x)),
                 )
             });
-        FlexTensor::from_data(TensorData::new(grad, shape))
+        write(grad, shape)
     }
 }
 

@@ -11,11 +11,11 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{module, Tensor, TensorData};
+use burn::tensor::{module, Tensor};
 use rayon::prelude::*;
 
 use super::math::{dot, sum_by, vectorised};
-use super::{on_flex, read};
+use super::{on_flex, read, write};
 
 /// Elements per parallel task (whole rows).
 const CHUNK: usize = 1 << 14;
@@ -133,7 +133,7 @@ impl LayerNormOps for Flex {
         let (gamma, _) = read(&gamma);
         let (beta, _) = read(&beta);
         let y = forward(&x, &gamma, &beta, epsilon as f32);
-        FlexTensor::from_data(TensorData::new(y, shape))
+        write(y, shape)
     }
 
     fn fused_layer_norm_backward(
@@ -146,12 +146,10 @@ impl LayerNormOps for Flex {
         let (gamma, gamma_shape) = read(&gamma);
         let (grad, _) = read(&grad);
         let [dx, dgamma, dbeta] = backward(&x, &gamma, &grad, epsilon as f32);
-        let tensor =
-            |values, shape: &[usize]| FlexTensor::from_data(TensorData::new(values, shape));
         (
-            tensor(dx, &shape),
-            tensor(dgamma, &gamma_shape),
-            tensor(dbeta, &gamma_shape),
+            write(dx, &shape),
+            write(dgamma, &gamma_shape),
+            write(dbeta, &gamma_shape),
         )
     }
 }

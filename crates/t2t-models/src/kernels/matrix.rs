@@ -23,16 +23,15 @@ impl<'a> Mat<'a> {
         cols: usize,
         row_stride: usize,
     ) -> Self {
-        let mat = Self {
+        check_bounds(data.len(), offset, rows, cols, row_stride);
+        Self {
             data,
             offset,
             rows,
             cols,
             row_stride,
             col_stride: 1,
-        };
-        mat.check_bounds(data.len());
-        mat
+        }
     }
 
     /// A dense row-major matrix filling `data`.
@@ -49,13 +48,13 @@ impl<'a> Mat<'a> {
             ..self
         }
     }
+}
 
-    fn check_bounds(&self, len: usize) {
-        if self.rows > 0 && self.cols > 0 {
-            let last =
-                self.offset + (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
-            assert!(last < len, "matrix view reaches past its slice");
-        }
+/// Panics unless a row-major view lies inside a slice of `len` elements.
+fn check_bounds(len: usize, offset: usize, rows: usize, cols: usize, row_stride: usize) {
+    if rows > 0 && cols > 0 {
+        let last = offset + (rows - 1) * row_stride + cols - 1;
+        assert!(last < len, "matrix view reaches past its slice");
     }
 }
 
@@ -76,10 +75,7 @@ impl<'a> MatMut<'a> {
         cols: usize,
         row_stride: usize,
     ) -> Self {
-        if rows > 0 && cols > 0 {
-            let last = offset + (rows - 1) * row_stride + cols - 1;
-            assert!(last < data.len(), "matrix view reaches past its slice");
-        }
+        check_bounds(data.len(), offset, rows, cols, row_stride);
         Self {
             data,
             offset,

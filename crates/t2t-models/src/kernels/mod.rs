@@ -17,13 +17,13 @@ pub use dropout::dropout;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use norm_linear::norm_linear;
-pub use performer::{performer_attention, plain_performer_attention};
+pub use performer::performer_attention;
 pub use soft_split::{soft_split_image, soft_split_tokens};
 
 use std::borrow::Cow;
 
 use burn::backend::flex::FlexTensor;
-use burn::tensor::Device;
+use burn::tensor::{Device, Shape, TensorData};
 
 /// A CPU-backend tensor's values as f32 in row-major order, with its shape:
 /// borrowed when the tensor is laid out so already (the usual case, and the
@@ -34,6 +34,12 @@ fn read(tensor: &FlexTensor) -> (Cow<'_, [f32]>, Vec<usize>) {
         Some(values) => (Cow::Borrowed(values), shape),
         None => (Cow::Owned(flex_values(tensor.clone()).0), shape),
     }
+}
+
+/// A CPU-backend tensor of `values` in row-major order: the counterpart of
+/// [`read`] for a kernel's results.
+fn write(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// A CPU-backend tensor's values as f32, in row-major order, with its shape;

@@ -12,13 +12,13 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::layer_norm;
 use super::math::vectorised;
 use super::matrix::{matmul_threaded, Mat, MatMut};
-use super::{on_flex, read};
+use super::{on_flex, read, write};
 
 /// Rows per parallel task of the bias sums.
 const ROWS: usize = 256;
@@ -139,7 +139,7 @@ impl NormLinearOps for Flex {
         let ((weight, _), (bias, _)) = (read(&weight), read(&bias));
         let y = forward(&x_values, [&gamma, &beta], [&weight, &bias], epsilon as f32);
         *shape.last_mut().unwrap() = bias.len();
-        FlexTensor::from_data(TensorData::new(y, shape))
+        write(y, shape)
     }
 
     fn norm_linear_backward(
@@ -155,14 +155,12 @@ impl NormLinearOps for Flex {
         let ((weight, weight_shape), (grad, _)) = (read(&weight), read(&grad));
         let [dx, dgamma, dbeta, dweight, dbias] =
             backward(&x_values, [&gamma, &beta], &weight, &grad, epsilon as f32);
-        let tensor =
-            |values, shape: &[usize]| FlexTensor::from_data(TensorData::new(values, shape));
         (
-            tensor(dx, &x_shape),
-            tensor(dgamma, &gamma_shape),
-            tensor(dbeta, &gamma_shape),
-            tensor(dweight, &weight_shape),
-            tensor(dbias, &weight_shape[1..]),
+            write(dx, &x_shape),
+            write(dgamma, &gamma_shape),
+            write(dbeta, &gamma_shape),
+            write(dweight, &weight_shape),
+            write(dbias, &weight_shape[1..]),
         )
     }
 }

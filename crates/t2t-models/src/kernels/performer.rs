@@ -19,12 +19,12 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::math::{dot, exp, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
-use super::{on_flex, read};
+use super::{on_flex, read, write};
 
 /// Added to the normaliser before dividing (the official value).
 pub const EPSILON: f32 = 1e-8;
@@ -365,7 +365,7 @@ impl PerformerOps for Flex {
         let (w, w_shape) = read(&w);
         let g = geometry(&shape, &w_shape);
         let y = g.forward(&kqv, &w);
-        FlexTensor::from_data(TensorData::new(y, [shape[0], g.tokens, g.emb]))
+        write(y, [shape[0], g.tokens, g.emb])
     }
 
     fn performer_attention_backward(
@@ -377,7 +377,7 @@ impl PerformerOps for Flex {
         let (w, w_shape) = read(&w);
         let (grad, _) = read(&grad);
         let g = geometry(&shape, &w_shape);
-        FlexTensor::from_data(TensorData::new(g.backward(&kqv, &w, &grad), shape))
+        write(g.backward(&kqv, &w, &grad), shape)
     }
 }
 
@@ -440,7 +440,7 @@ pub fn performer_attention(kqv: Tensor<3>, w: Tensor<2>) -> Tensor<3> {
 }
 
 /// The same computation as the official einsums, one burn operation each.
-pub fn plain_performer_attention(kqv: Tensor<3>, w: Tensor<2>) -> Tensor<3> {
+fn plain_performer_attention(kqv: Tensor<3>, w: Tensor<2>) -> Tensor<3> {
     let mut parts = kqv.chunk(3, 2).into_iter();
     let (k, q, v) = (
         parts.next().unwrap(),

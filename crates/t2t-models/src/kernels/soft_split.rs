@@ -15,10 +15,10 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::read;
+use super::{read, write};
 
 /// Input geometry of a split.
 #[derive(Clone, Copy, Debug)]
@@ -157,10 +157,7 @@ impl SoftSplitOps for Flex {
         };
         let (values, _) = read(&x);
         let tokens = g.out_side() * g.out_side();
-        FlexTensor::from_data(TensorData::new(
-            g.forward(&values),
-            [batch, tokens, g.features()],
-        ))
+        write(g.forward(&values), [batch, tokens, g.features()])
     }
 
     fn soft_split_backward(
@@ -187,7 +184,7 @@ impl SoftSplitOps for Flex {
             true => vec![batch, side * side, channels],
             false => vec![batch, channels, side, side],
         };
-        FlexTensor::from_data(TensorData::new(g.backward(&values), shape))
+        write(g.backward(&values), shape)
     }
 }
 

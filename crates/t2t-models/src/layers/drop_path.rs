@@ -1,6 +1,8 @@
 use burn::module::{Flag, Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
+use super::dropout::drops;
+
 /// Stochastic depth: drops the whole residual branch of a sample with
 /// probability `prob` and rescales the survivors by 1/(1-prob). Active only
 /// while training (autodiff device and training flag on), like `Dropout`.
@@ -19,7 +21,7 @@ impl DropPath {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
+        if !drops(self.prob, &self.training, &x) {
             return x;
         }
         let keep = 1.0 - self.prob;

@@ -11,6 +11,13 @@ pub struct Dropout {
     pub training: Param<Flag>,
 }
 
+/// Whether a stochastic layer with rate `prob` and flag `training` drops
+/// anything for `x`: switched on, a non-zero rate, and `x` lives where a
+/// backward pass can follow.
+pub(crate) fn drops<const D: usize>(prob: f64, training: &Param<Flag>, x: &Tensor<D>) -> bool {
+    training.is_enabled() && prob > 0.0 && x.device().is_autodiff()
+}
+
 impl Dropout {
     pub fn new(prob: f64) -> Self {
         Self {
@@ -19,10 +26,9 @@ impl Dropout {
         }
     }
 
-    /// Whether it drops anything for `x`: switched on, a non-zero rate, and
-    /// `x` lives where a backward pass can follow.
+    /// Whether it drops anything for `x`.
     pub fn is_active<const D: usize>(&self, x: &Tensor<D>) -> bool {
-        self.training.is_enabled() && self.prob > 0.0 && x.device().is_autodiff()
+        drops(self.prob, &self.training, x)
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
