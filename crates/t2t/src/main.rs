@@ -29,10 +29,25 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            // One line, no backtrace: the chain of causes joined.
             let message: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-            eprintln!("error: {}", message.join(": "));
+            eprintln!("error: {}", one_line(&message.join(": ")));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The longest error line printed; a message built from hostile input (a
+/// megabyte-long name in a checkpoint, say) is cut to this.
+const MAX_ERROR_CHARS: usize = 1000;
+
+/// An error message as one line of bounded length, no backtrace.
+fn one_line(message: &str) -> String {
+    let flat: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{} [... {} more bytes]", &flat[..cut], flat.len() - cut),
+        None => flat,
     }
 }

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 /// root, where README's test command runs. A missing file fails the test.
 pub fn fixture(folder: &str, name: &str) -> Option<PathBuf> {
     let Some(root) = std::env::var_os("T2T_FIXTURES") else {
+        assert!(
+            !fixtures_required(),
+            "T2T_FIXTURES is not set, and CI (or T2T_REQUIRE_FIXTURES=1) requires the fixtures"
+        );
         eprintln!("skipped: T2T_FIXTURES is not set");
         return None;
     };
@@ -14,4 +18,11 @@ pub fn fixture(folder: &str, name: &str) -> Option<PathBuf> {
     let path = workspace.join(root).join(folder).join(name);
     assert!(path.is_file(), "fixture {} is missing", path.display());
     Some(path)
+}
+
+/// Under CI, or with `T2T_REQUIRE_FIXTURES=1`, a missing fixture fails the
+/// test instead of skipping it.
+fn fixtures_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+        || std::env::var_os("T2T_REQUIRE_FIXTURES").is_some_and(|v| v == "1")
 }

@@ -14,6 +14,10 @@ use zip::{CompressionMethod, ZipWriter};
 /// root, where README's test command runs. A missing file fails the test.
 pub fn fixture(name: &str) -> Option<PathBuf> {
     let Some(root) = std::env::var_os("T2T_FIXTURES") else {
+        assert!(
+            !fixtures_required(),
+            "T2T_FIXTURES is not set, and CI (or T2T_REQUIRE_FIXTURES=1) requires the fixtures"
+        );
         eprintln!("skipped: T2T_FIXTURES is not set");
         return None;
     };
@@ -325,4 +329,11 @@ pub fn zip_sample() -> Vec<u8> {
         zip.write_all(data).unwrap();
     }
     zip.finish().unwrap().into_inner()
+}
+
+/// Under CI, or with `T2T_REQUIRE_FIXTURES=1`, a missing fixture fails the
+/// test instead of skipping it.
+fn fixtures_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+        || std::env::var_os("T2T_REQUIRE_FIXTURES").is_some_and(|v| v == "1")
 }
