@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::models::Model;
 use crate::weights::{read_safetensors, state_dict, HostTensor, StateDict};
 use crate::ModelError;
@@ -20,41 +22,79 @@ pub struct Imported {
     pub key: String,
 }
 
-/// Reads weights in any supported format. EMA weights are taken when the
-/// file has them (a run's `-ema` file, `state_dict_ema`, `model_ema`) unless
-/// `no_ema`. A run directory means its `last` checkpoint.
-pub fn import_weights(path: &Path, no_ema: bool) -> Result<Imported, ModelError> {
+/// Which of a checkpoint's weights to take, when it holds raw and EMA ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsChoice {
+    /// The checkpoint's own recommendation: what a run recorded for it (the
+    /// better-scoring weights of `best`), else the EMA weights where there are any.
+    Preferred,
+    /// The raw weights (`--no-ema`).
+    Raw,
+    /// The EMA weights (`--ema`); an error where there are none.
+    Ema,
+}
+
+impl WeightsChoice {
+    /// The choice of the `--no-ema` and `--ema` flags.
+    pub fn from_flags(no_ema: bool, ema: bool) -> Self {
+        match (no_ema, ema) {
+            (true, _) => Self::Raw,
+            (false, true) => Self::Ema,
+            (false, false) => Self::Preferred,
+        }
+    }
+}
+
+/// The raw or the EMA weights of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsKind {
+    Raw,
+    Ema,
+}
+
+impl WeightsKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Ema => "ema",
+        }
+    }
+}
+
+/// The metadata key of a run's `NAME.safetensors` that names the weights
+/// (`raw` or `ema`) its checkpoint recommends.
+pub const PREFERRED_WEIGHTS: &str = "preferred_weights";
+
+/// Reads weights in any supported format, choosing between raw and EMA
+/// weights (a run's `-ema` file, `state_dict_ema`, `model_ema`) by `choice`.
+/// A run directory means its `best` checkpoint, or `last` where there is no
+/// `best` yet.
+pub fn import_weights(path: &Path, choice: WeightsChoice) -> Result<Imported, ModelError> {
     let file = if path.is_dir() {
-        path.join("last.safetensors")
+        ["best", "last"]
+            .map(|name| path.join(format!("{name}.safetensors")))
+            .into_iter()
+            .find(|file| file.is_file())
+            .unwrap_or_else(|| path.join("last.safetensors"))
     } else {
         path.to_path_buf()
     };
     if file.extension().is_some_and(|e| e == "safetensors") {
-        let ema = file
-            .to_str()
-            .and_then(|f| f.strip_suffix(".safetensors"))
-            .map(|stem| PathBuf::from(format!("{stem}-ema.safetensors")))
-            .filter(|ema| ema.is_file() && !no_ema);
-        let (file, key) = match ema {
-            Some(ema) => (ema, "ema"),
-            None => (file, if no_ema { "raw" } else { "" }),
-        };
-        let dict = read_safetensors(&file)?;
-        return Ok(Imported {
-            source: format!(
-                "{} ({})",
-                file.display(),
-                if key.is_empty() { "weights" } else { key }
-            ),
-            dict,
-            key: key.to_string(),
-        });
+        return import_run_weights(&file, choice);
     }
+    let no_ema = choice == WeightsChoice::Raw;
     let (key, tensors) =
         t2t_pickle::load_weights(&file, no_ema).map_err(|e| ModelError::WeightsFile {
             path: file.display().to_string(),
             reason: e.kind.to_string(),
         })?;
+    if choice == WeightsChoice::Ema && !key.contains("ema") {
+        return Err(ModelError::WeightsFile {
+            path: file.display().to_string(),
+            reason: "--ema: the checkpoint holds no EMA weights".to_string(),
+        });
+    }
     let paddle = t2t_pickle::is_paddle(&file);
     let tensors: BTreeMap<String, HostTensor> = tensors
         .into_iter()
@@ -86,6 +126,54 @@ pub fn import_weights(path: &Path, no_ema: bool) -> Result<Imported, ModelError>
         },
         key,
     })
+}
+
+/// A safetensors file, with the EMA weights of a run's checkpoint beside it
+/// (`NAME-ema.safetensors`) chosen as asked.
+fn import_run_weights(file: &Path, choice: WeightsChoice) -> Result<Imported, ModelError> {
+    let ema_file = file
+        .to_str()
+        .and_then(|f| f.strip_suffix(".safetensors"))
+        .map(|stem| PathBuf::from(format!("{stem}-ema.safetensors")))
+        .filter(|ema| ema.is_file());
+    let kind = match (choice, &ema_file) {
+        (WeightsChoice::Raw, _) => Some(WeightsKind::Raw),
+        (WeightsChoice::Ema, None) => {
+            return Err(ModelError::WeightsFile {
+                path: file.display().to_string(),
+                reason: "--ema: no EMA weights beside it".to_string(),
+            })
+        }
+        (WeightsChoice::Ema, Some(_)) => Some(WeightsKind::Ema),
+        (WeightsChoice::Preferred, None) => None,
+        (WeightsChoice::Preferred, Some(_)) => Some(recorded_preference(file)?),
+    };
+    let read = match (kind, ema_file) {
+        (Some(WeightsKind::Ema), Some(ema)) => ema,
+        _ => file.to_path_buf(),
+    };
+    let key = kind.map_or("", WeightsKind::name);
+    Ok(Imported {
+        source: format!(
+            "{} ({})",
+            read.display(),
+            if key.is_empty() { "weights" } else { key }
+        ),
+        dict: read_safetensors(&read)?,
+        key: key.to_string(),
+    })
+}
+
+/// The weights a run recorded for its checkpoint `file`; the EMA weights
+/// for checkpoints written before runs recorded a choice.
+fn recorded_preference(file: &Path) -> Result<WeightsKind, ModelError> {
+    let raw = read_safetensors(file)?;
+    Ok(
+        match raw.metadata.get(PREFERRED_WEIGHTS).map(String::as_str) {
+            Some("raw") => WeightsKind::Raw,
+            _ => WeightsKind::Ema,
+        },
+    )
 }
 
 /// Makes pretrained weights fit `model` for fine-tuning: a head of another

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
-use t2t_models::import::import_weights;
+use t2t_models::import::{import_weights, WeightsChoice};
 use t2t_models::parity::max_abs_diff;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, read_safetensors, HostTensor};
@@ -30,7 +30,11 @@ fn tiny_model() -> Model {
 /// Logits of the weights in `file` on the reference input.
 fn logits(file: &str, no_ema: bool) -> (Vec<f32>, String) {
     let expected = read_safetensors(&fixture("expected.safetensors").unwrap()).unwrap();
-    let imported = import_weights(&fixture(file).unwrap(), no_ema).unwrap();
+    let imported = import_weights(
+        &fixture(file).unwrap(),
+        WeightsChoice::from_flags(no_ema, false),
+    )
+    .unwrap();
     let model = load_state_dict(tiny_model(), &imported.dict, file).unwrap();
     let input: Tensor<4> = expected.tensors["__input"].to_tensor(&Device::default());
     let out = HostTensor::from_data(model.forward(input).into_data());
@@ -68,13 +72,18 @@ fn legacy_and_safetensors_give_the_same_weights_and_logits() {
     let Some(plain) = fixture("plain.safetensors") else {
         return;
     };
-    let plain = import_weights(&plain, false).unwrap().dict;
-    let legacy = import_weights(&fixture("legacy.pth").unwrap(), false)
+    let plain = import_weights(&plain, WeightsChoice::Preferred)
         .unwrap()
         .dict;
-    let official = import_weights(&fixture("official_style.pth.tar").unwrap(), false)
+    let legacy = import_weights(&fixture("legacy.pth").unwrap(), WeightsChoice::Preferred)
         .unwrap()
         .dict;
+    let official = import_weights(
+        &fixture("official_style.pth.tar").unwrap(),
+        WeightsChoice::Preferred,
+    )
+    .unwrap()
+    .dict;
     assert_eq!(legacy.tensors, plain.tensors, "legacy.pth, bit for bit");
     assert_eq!(
         official.tensors, plain.tensors,
@@ -96,7 +105,7 @@ fn malicious_pickle_is_refused_and_never_runs() {
     };
     let marker = std::path::Path::new("/tmp/PWNED_t2t");
     let _ = std::fs::remove_file(marker);
-    let err = import_weights(&path, false)
+    let err = import_weights(&path, WeightsChoice::Preferred)
         .err()
         .expect("refused")
         .to_string();
@@ -113,7 +122,7 @@ fn truncated_checkpoint_is_a_one_line_error() {
     let Some(path) = fixture("truncated.pth.tar") else {
         return;
     };
-    let err = import_weights(&path, false)
+    let err = import_weights(&path, WeightsChoice::Preferred)
         .err()
         .expect("refused")
         .to_string();

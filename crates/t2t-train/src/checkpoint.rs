@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use t2t_models::import::{WeightsKind, PREFERRED_WEIGHTS};
 use t2t_models::weights::{read_safetensors, state_dict, write_safetensors, StateDict};
 use t2t_models::{Model, ModelConfig};
 
-use crate::metrics::EpochRow;
+use crate::metrics::{EpochRow, EvalMetrics};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::schedule::CosineSchedule;
 use crate::TrainError;
@@ -29,6 +30,9 @@ pub struct TrainState {
     pub grad_accum_steps: usize,
     pub clip_grad: Option<f64>,
     pub ema_decay: Option<f64>,
+    /// The EMA's decay warm-up (absent, and off, in runs made before it existed).
+    #[serde(default)]
+    pub ema_warmup: bool,
     pub transfer_ratio: Option<f64>,
     pub freeze: Vec<String>,
     /// The epoch in progress and the next batch of it to train on.
@@ -40,7 +44,34 @@ pub struct TrainState {
     pub epoch_loss_sum: f64,
     pub epoch_loss_count: usize,
     pub history: Vec<EpochRow>,
-    pub best_top1: Option<f64>,
+    /// The best evaluation so far, of the raw or the EMA weights: what the
+    /// `best` checkpoint holds.
+    #[serde(default)]
+    pub best: Option<Best>,
+}
+
+/// An epoch's better evaluation, and which weights scored it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Counted from 0, like `summary.csv`.
+    pub epoch: usize,
+    pub weights: WeightsKind,
+    pub eval: EvalMetrics,
+}
+
+impl Best {
+    /// The better of an epoch's raw and EMA evaluations; a tie goes to the EMA.
+    pub fn of(row: &EpochRow) -> Self {
+        let (weights, eval) = match row.ema {
+            Some(ema) if ema.top1 >= row.eval.top1 => (WeightsKind::Ema, ema),
+            _ => (WeightsKind::Raw, row.eval),
+        };
+        Self {
+            epoch: row.epoch,
+            weights,
+            eval,
+        }
+    }
 }
 
 pub fn model_path(dir: &Path, name: &str) -> PathBuf {
@@ -68,16 +99,22 @@ fn weights_file(model: &Model, state: &TrainState) -> StateDict {
     dict
 }
 
-/// Writes checkpoint `name` into `dir`.
+/// Writes checkpoint `name` into `dir`; its weights file records which of
+/// the raw and EMA weights a user of the checkpoint should take.
 pub fn save(
     dir: &Path,
     name: &str,
     model: &Model,
     ema: Option<&Model>,
+    preferred: WeightsKind,
     optim: &Optimizer,
     state: &TrainState,
 ) -> Result<(), TrainError> {
-    write_safetensors(&model_path(dir, name), &weights_file(model, state))?;
+    let mut weights = weights_file(model, state);
+    weights
+        .metadata
+        .insert(PREFERRED_WEIGHTS.to_string(), preferred.name().to_string());
+    write_safetensors(&model_path(dir, name), &weights)?;
     if let Some(ema) = ema {
         write_safetensors(&ema_path(dir, name), &weights_file(ema, state))?;
     }

@@ -93,6 +93,11 @@ pub struct TrainConfig {
     pub drop_path: f64,
     pub model_ema: bool,
     pub model_ema_decay: f64,
+    /// Ramp the EMA decay up as `min(decay, (1 + t) / (10 + t))` at step `t`
+    /// (timm's `--model-ema-warmup`). Absent from runs made before it existed,
+    /// which averaged without it.
+    #[serde(default)]
+    pub model_ema_warmup: bool,
 
     pub seed: u64,
     pub workers: usize,
@@ -114,7 +119,7 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
         "clip_grad": null, "grad_accum_steps": 1, "opt": "adamw", "momentum": 0.9,
         "transfer_ratio": null, "freeze": [], "lr_per_epoch": false, "crop_pad": 4, "mean": null, "std": null, "scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0],
         "hflip": 0.5, "color_jitter": 0.4, "mixup_prob": 1.0, "mixup_switch_prob": 0.5,
-        "crop_pct": null, "drop": 0.0, "seed": 42, "workers": 2, "output": "output/train",
+        "crop_pct": null, "drop": 0.0, "model_ema_warmup": true, "seed": 42, "workers": 2, "output": "output/train",
         "recovery_interval": null, "stop_after_steps": null,
     });
     let specific = match name {
@@ -167,6 +172,15 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
         }
     };
     Ok(overlay(common, specific))
+}
+
+/// The largest share of a run's epochs that a preset's warm-up takes: a
+/// 5-epoch warm-up written for 200 epochs would be a third of a 15-epoch run.
+pub const MAX_WARMUP_FRACTION: f64 = 0.2;
+
+/// A preset's warm-up epochs for a run of `epochs`, at most.
+fn max_preset_warmup(epochs: usize) -> usize {
+    (epochs as f64 * MAX_WARMUP_FRACTION).floor() as usize
 }
 
 /// Learning rate and weight decay of the T2T-ViT ImageNet recipe by model size.
@@ -234,7 +248,9 @@ impl DatasetKind {
 }
 
 impl TrainConfig {
-    /// Preset, then file, then flags.
+    /// Preset, then file, then flags. A preset's warm-up is capped to
+    /// [`MAX_WARMUP_FRACTION`] of the run's epochs; one given in the file or
+    /// the flags is kept as given.
     pub fn resolve(
         preset_name: &str,
         model: &str,
@@ -242,11 +258,19 @@ impl TrainConfig {
         flags: Value,
     ) -> Result<Self, TrainError> {
         let mut value = preset(preset_name, model)?;
+        let mut warmup_given = flags.get("warmup_epochs").is_some();
         if let Some(file) = file {
-            value = overlay(value, read_config_file(file)?);
+            let settings = read_config_file(file)?;
+            warmup_given |= settings.get("warmup_epochs").is_some();
+            value = overlay(value, settings);
         }
         value = overlay(value, flags);
-        serde_json::from_value(value).map_err(|e| TrainError::Config(format!("config: {e}")))
+        let mut config: Self = serde_json::from_value(value)
+            .map_err(|e| TrainError::Config(format!("config: {e}")))?;
+        if !warmup_given {
+            config.warmup_epochs = config.warmup_epochs.min(max_preset_warmup(config.epochs));
+        }
+        Ok(config)
     }
 
     /// The model's data settings with this run's `mean`, `std` and `crop_pct`.
@@ -295,6 +319,24 @@ mod tests {
             (Some(224), 28, 64, 0.0)
         );
         assert_eq!(c.freeze, ["cls_token", "norm."]);
+    }
+
+    #[test]
+    fn preset_warmup_is_capped_to_a_fifth_of_the_run_unless_given() {
+        let c = TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, json!({})).unwrap();
+        assert_eq!(
+            (c.epochs, c.warmup_epochs, c.model_ema_warmup),
+            (200, 5, true)
+        );
+        let c =
+            TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, json!({"epochs": 15})).unwrap();
+        assert_eq!(c.warmup_epochs, 3);
+        let c =
+            TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, json!({"epochs": 4})).unwrap();
+        assert_eq!(c.warmup_epochs, 0);
+        let given = json!({"epochs": 15, "warmup_epochs": 5});
+        let c = TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, given).unwrap();
+        assert_eq!(c.warmup_epochs, 5);
     }
 
     #[test]

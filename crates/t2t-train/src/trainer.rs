@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
+use t2t_models::import::WeightsKind;
 use t2t_models::layers::set_stochastic;
 use t2t_models::weights::{load_state_dict, map_keyed, KeyedMapper};
 use t2t_models::{Model, ModelConfig};
 
-use crate::checkpoint::{self, TrainState};
+use crate::checkpoint::{self, Best, TrainState};
 use crate::ema::ModelEma;
 use crate::grads::Gradients;
 use crate::loss::soft_target_cross_entropy;
@@ -89,6 +90,8 @@ pub struct Recipe {
     pub grad_accum_steps: usize,
     pub clip_grad: Option<f64>,
     pub model_ema_decay: Option<f64>,
+    /// Warm the EMA's decay up (see [`ModelEma`]).
+    pub model_ema_warmup: bool,
     pub seed: u64,
     /// Fine-tuning: the learning rate of everything but the head is scaled
     /// by this (the official transfer script's `--transfer-ratio`).
@@ -157,7 +160,7 @@ impl Trainer {
             .expect("a model lives on a device");
         let ema = recipe
             .model_ema_decay
-            .map(|decay| ModelEma::new(&model, decay));
+            .map(|decay| ModelEma::new(&model, decay, recipe.model_ema_warmup));
         Self {
             model: set_stochastic(freeze(model, &recipe.freeze), true),
             ema,
@@ -176,9 +179,10 @@ impl Trainer {
                 epoch_loss_sum: 0.0,
                 epoch_loss_count: 0,
                 history: Vec::new(),
-                best_top1: None,
+                best: None,
                 clip_grad: recipe.clip_grad,
                 ema_decay: recipe.model_ema_decay,
+                ema_warmup: recipe.model_ema_warmup,
                 transfer_ratio: recipe.transfer_ratio,
                 freeze: recipe.freeze.clone(),
             },
@@ -202,6 +206,7 @@ impl Trainer {
                     &source,
                 )?,
                 decay,
+                warmup: state.ema_warmup,
             }),
             _ => None,
         };
@@ -282,7 +287,7 @@ impl Trainer {
             };
             self.model = self.optim.step(self.model.clone(), &grads, lr, &lr_scale);
             if let Some(ema) = &mut self.ema {
-                ema.update(&self.model);
+                ema.update(&self.model, self.state.step);
             }
             self.state.step += 1;
             self.state.next_batch += group;
@@ -301,7 +306,7 @@ impl Trainer {
                 img_per_s: images as f64 / started.elapsed().as_secs_f64(),
             });
             if self.state.next_batch < batches && (self.stop_due() || self.recovery_due()) {
-                self.save("last")?;
+                self.save("last", self.latest_weights())?;
                 if self.stop_due() {
                     return Ok(true);
                 }
@@ -383,33 +388,46 @@ impl Trainer {
             ema,
         };
         observer.epoch(&row);
-        let top1 = row.ema.unwrap_or(row.eval).top1;
-        let improved = val.is_some() && self.state.best_top1.is_none_or(|best| top1 > best);
+        let candidate = Best::of(&row);
+        let improved = val.is_some()
+            && self
+                .state
+                .best
+                .is_none_or(|best| candidate.eval.top1 > best.eval.top1);
         self.state.history.push(row);
         self.state.epoch += 1;
         self.state.next_batch = 0;
         self.state.epoch_loss_sum = 0.0;
         self.state.epoch_loss_count = 0;
         if improved {
-            self.state.best_top1 = Some(top1);
+            self.state.best = Some(candidate);
         }
         report::write_summary(&self.output, &self.state.history)?;
         if let Err(e) = report::plot_curves(&self.output.join("curves.png"), &self.state.history) {
             observer.message(&format!("curves.png not drawn: {e}"));
         }
-        self.save("last")?;
+        self.save("last", self.latest_weights())?;
         if improved {
-            self.save("best")?;
+            self.save("best", candidate.weights)?;
         }
         Ok(())
     }
 
-    fn save(&self, name: &str) -> Result<(), TrainError> {
+    /// What `last` offers by default: the EMA weights where there are any.
+    fn latest_weights(&self) -> WeightsKind {
+        match self.ema {
+            Some(_) => WeightsKind::Ema,
+            None => WeightsKind::Raw,
+        }
+    }
+
+    fn save(&self, name: &str, preferred: WeightsKind) -> Result<(), TrainError> {
         checkpoint::save(
             &self.output,
             name,
             &self.model,
             self.ema.as_ref().map(|e| &e.model),
+            preferred,
             &self.optim,
             &self.state,
         )

@@ -80,6 +80,7 @@ fn recipe() -> Recipe {
         grad_accum_steps: 2,
         clip_grad: Some(1.0),
         model_ema_decay: Some(0.9),
+        model_ema_warmup: true,
         seed: 42,
     }
 }

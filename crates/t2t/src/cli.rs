@@ -275,6 +275,8 @@ pub struct TrainArgs {
     #[arg(long, num_args = 2)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<Vec<f64>>,
+    /// Probability of a horizontal flip (0.5 in every preset); 0 for images
+    /// that are not mirror-symmetric (digits, text, some medical images).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hflip: Option<f64>,
@@ -318,6 +320,11 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_ema_decay: Option<f64>,
+    /// Ramp the EMA decay up as min(decay, (1 + t) / (10 + t)) at step t, so
+    /// that short runs get a meaningful average (on in every preset).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_ema_warmup: Option<bool>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -354,9 +361,13 @@ pub struct ValidateArgs {
     pub split: String,
     #[arg(long)]
     pub class_map: Option<PathBuf>,
-    /// Evaluate the raw weights even when EMA weights are present.
-    #[arg(long)]
+    /// Evaluate the raw weights even when EMA weights are present. By
+    /// default a run's checkpoint gives the weights it recorded as better.
+    #[arg(long, conflicts_with = "ema")]
     pub no_ema: bool,
+    /// Evaluate the EMA weights of a checkpoint; an error where there are none.
+    #[arg(long)]
+    pub ema: bool,
     #[command(flatten)]
     pub transform: EvalTransformArgs,
     #[arg(short = 'b', long, default_value_t = 64)]

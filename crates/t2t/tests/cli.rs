@@ -340,7 +340,11 @@ fn predict_gives_the_top5_of_the_logits_path() {
     config
         .apply_kwargs(&["embed_dim=64", "depth=1", "num_heads=2"])
         .unwrap();
-    let imported = t2t_models::import::import_weights(&checkpoint, false).unwrap();
+    let imported = t2t_models::import::import_weights(
+        &checkpoint,
+        t2t_models::import::WeightsChoice::Preferred,
+    )
+    .unwrap();
     let model = t2t_models::weights::load_state_dict(
         config.init(&Device::default()).unwrap(),
         &imported.dict,

@@ -5,6 +5,8 @@ use burn::tensor::Device;
 use serde_json::json;
 use t2t_models::weights::{load_state_dict, write_safetensors};
 
+use t2t_models::import::WeightsChoice;
+
 use super::{load_weights, print_json, resolve_model};
 use crate::cli::{ConvertArgs, ModelOverrides};
 
@@ -14,7 +16,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
         "{}: the output must be a .safetensors file",
         args.output.display()
     );
-    let imported = load_weights(&args.input, args.no_ema)?;
+    let imported = load_weights(&args.input, WeightsChoice::from_flags(args.no_ema, false))?;
     let (mut dict, source) = (imported.dict, imported.source);
     if let Some(model) = &args.model {
         let overrides = ModelOverrides {

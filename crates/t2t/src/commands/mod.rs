@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::path::Path;
 
 use anyhow::Result;
-use t2t_models::import::{import_weights, Imported};
+use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
 
 use crate::cli::{Cli, Command, EvalTransformArgs, ModelOverrides};
@@ -59,10 +59,10 @@ pub fn giga(n: u64) -> String {
     format!("{:.3}G", n as f64 / 1e9)
 }
 
-/// Reads weights in any importable format (EMA weights when present unless
-/// `no_ema`) and says on stderr which file and key it used.
-pub fn load_weights(path: &Path, no_ema: bool) -> Result<Imported> {
-    let imported = import_weights(path, no_ema)?;
+/// Reads weights in any importable format, raw or EMA as `choice` says, and
+/// says on stderr which file and key it used.
+pub fn load_weights(path: &Path, choice: WeightsChoice) -> Result<Imported> {
+    let imported = import_weights(path, choice)?;
     eprintln!("loaded {}", imported.source);
     Ok(imported)
 }

@@ -10,6 +10,8 @@ use t2t_data::transforms::{normalize, resize_shorter_then_center_crop, Filter};
 use t2t_models::registry::imagenet_class_names;
 use t2t_models::weights::load_state_dict;
 
+use t2t_models::import::WeightsChoice;
+
 use super::{eval_data_config, glob_match, load_weights, print_json, resolve_model};
 use crate::cli::PredictArgs;
 
@@ -23,7 +25,10 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     ensure!(args.topk >= 1, "--topk must be at least 1");
     let names = class_names(args.class_map.as_deref(), classes)?;
     let files = expand_inputs(&args.images)?;
-    let imported = load_weights(&args.checkpoint, args.no_ema)?;
+    let imported = load_weights(
+        &args.checkpoint,
+        WeightsChoice::from_flags(args.no_ema, false),
+    )?;
     let device = Device::default();
     let model = load_state_dict(spec.config.init(&device)?, &imported.dict, &imported.source)?;
     let size = spec.config.img_size();

@@ -13,9 +13,11 @@ use t2t_models::weights::load_state_dict;
 use t2t_train::checkpoint::run_dir;
 use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
-use t2t_train::metrics::EpochRow;
+use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
+
+use t2t_models::import::WeightsChoice;
 
 use super::{load_weights, print_json, resolve_model};
 use crate::cli::{ModelOverrides, TrainArgs};
@@ -130,6 +132,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         )?,
     };
 
+    let steps_per_epoch = train
+        .batches_per_epoch()
+        .div_ceil(trainer.state.grad_accum_steps) as u64;
+    warn_about_ema_horizon(&config, steps_per_epoch * trainer.state.total_epochs as u64);
     eprintln!(
         "training {} ({:.2}M params) on {:?}: {} train / {} eval images, {} epochs, output {}",
         config.model,
@@ -140,6 +146,12 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         trainer.state.total_epochs,
         trainer.output.display()
     );
+    if config.hflip > 0.0 {
+        eprintln!(
+            "augmentation: {} with horizontal flips at p = {} (--hflip 0 turns them off for images that are not mirror-symmetric)",
+            config.train_transform, config.hflip
+        );
+    }
     let started = std::time::Instant::now();
     let outcome = trainer.run(&train, Some(&val), &mut Progress { bar: None })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -149,37 +161,87 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             trainer.output.display()
         );
     }
-    let last = trainer.state.history.last().cloned().unwrap_or_default();
-    let (weights, reported) = match last.ema {
-        Some(ema) => ("ema", ema),
-        None => ("raw", last.eval),
-    };
-    let summary = json!({
-        "epochs": trainer.state.history.len(),
-        "train_loss": last.train_loss,
-        "top1": reported.top1,
-        "top5": reported.top5,
-        "eval_loss": reported.loss,
-        "weights": weights,
-        "raw_top1": last.eval.top1,
-        "raw_top5": last.eval.top5,
-        "best_top1": trainer.state.best_top1,
-        "seconds": seconds,
-        "output": trainer.output,
-        "finished": matches!(outcome, Outcome::Finished),
-    });
+    let summary = summary(&trainer, seconds, &outcome);
     if args.json {
         print_json(&summary);
     } else {
-        eprintln!(
-            "done in {:.0} s: top-1 {:.2} top-5 {:.2} ({weights} weights); summary.csv, curves.png and checkpoints in {}",
-            seconds,
-            reported.top1,
-            reported.top5,
-            trainer.output.display()
-        );
+        eprintln!("{}", closing_line(&trainer, seconds));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run's result as JSON: the best evaluation (what the `best`
+/// checkpoint holds, and what `t2t validate` of the run directory gives),
+/// and the last epoch's raw and EMA evaluations.
+fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome) -> serde_json::Value {
+    let state = &trainer.state;
+    let last = state.history.last();
+    let metrics = |m: &EvalMetrics| json!({"top1": m.top1, "top5": m.top5, "loss": m.loss});
+    let best = state.best.as_ref();
+    json!({
+        "epochs": state.history.len(),
+        "train_loss": last.map(|row| row.train_loss),
+        "top1": best.map(|b| b.eval.top1),
+        "top5": best.map(|b| b.eval.top5),
+        "eval_loss": best.map(|b| b.eval.loss),
+        "weights": best.map(|b| b.weights.name()),
+        "best_epoch": best.map(|b| b.epoch),
+        "final": {
+            "raw": last.map(|row| metrics(&row.eval)),
+            "ema": last.and_then(|row| row.ema.as_ref().map(metrics)),
+        },
+        "seconds": seconds,
+        "output": trainer.output,
+        "finished": matches!(outcome, Outcome::Finished),
+    })
+}
+
+/// The closing summary for people: the best result and the last epoch's.
+fn closing_line(trainer: &Trainer, seconds: f64) -> String {
+    let state = &trainer.state;
+    let best = match &state.best {
+        Some(best) => format!(
+            "best top-1 {:.2} top-5 {:.2} ({} weights, epoch {}, saved as best)",
+            best.eval.top1,
+            best.eval.top5,
+            best.weights.name(),
+            best.epoch + 1
+        ),
+        None => "no evaluation".to_string(),
+    };
+    let last = match state.history.last() {
+        Some(row) => {
+            let ema = row
+                .ema
+                .map(|e| format!(", EMA {:.2}", e.top1))
+                .unwrap_or_default();
+            format!("; last epoch top-1 raw {:.2}{ema}", row.eval.top1)
+        }
+        None => String::new(),
+    };
+    format!(
+        "done in {seconds:.0} s: {best}{last}; summary.csv, curves.png and checkpoints in {}",
+        trainer.output.display()
+    )
+}
+
+/// Warns when the EMA averages over more steps than the run has.
+fn warn_about_ema_horizon(config: &TrainConfig, steps: u64) {
+    if !config.model_ema {
+        return;
+    }
+    let horizon = t2t_train::ema::horizon(config.model_ema_decay);
+    if horizon <= steps as f64 {
+        return;
+    }
+    let consequence = match config.model_ema_warmup {
+        true => "the EMA warm-up lets the average follow the weights early on",
+        false => "without --model-ema-warmup the EMA weights stay near their initialisation",
+    };
+    eprintln!(
+        "warning: --model-ema-decay {} averages over about {horizon:.0} steps, more than this run's {steps}; {consequence}",
+        config.model_ema_decay
+    );
 }
 
 fn val_len(config: &TrainConfig) -> String {
@@ -236,7 +298,7 @@ fn start(
     // Parameters initialise lazily: draw them all now, right after seeding.
     let mut model = spec.config.init(device)?.materialize();
     if let Some(path) = &config.initial_checkpoint {
-        let mut imported = load_weights(path, false)?;
+        let mut imported = load_weights(path, WeightsChoice::Preferred)?;
         for note in adapt_for_finetuning(&model, &mut imported.dict) {
             eprintln!("{note}");
         }
@@ -267,6 +329,7 @@ fn start(
         grad_accum_steps: config.grad_accum_steps.max(1),
         clip_grad: config.clip_grad,
         model_ema_decay: config.model_ema.then_some(config.model_ema_decay),
+        model_ema_warmup: config.model_ema_warmup,
         seed: config.seed,
     };
     let trainer = Trainer::new(

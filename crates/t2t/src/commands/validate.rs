@@ -8,12 +8,17 @@ use t2t_train::config::DatasetKind;
 use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
 use t2t_train::trainer::evaluate;
 
+use t2t_models::import::WeightsChoice;
+
 use super::{eval_data_config, load_weights, print_json, resolve_model};
 use crate::cli::ValidateArgs;
 
 pub fn run(args: ValidateArgs) -> Result<ExitCode> {
     let spec = resolve_model(&args.model.model, &args.model.overrides)?;
-    let imported = load_weights(&args.checkpoint, args.no_ema)?;
+    let imported = load_weights(
+        &args.checkpoint,
+        WeightsChoice::from_flags(args.no_ema, args.ema),
+    )?;
     let source = imported.source;
     let model = load_state_dict(
         spec.config.init(&Device::default())?,

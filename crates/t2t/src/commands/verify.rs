@@ -7,6 +7,8 @@ use serde_json::json;
 use t2t_models::parity::{compare, merge_weights};
 use t2t_models::weights::{load_state_dict, read_safetensors};
 
+use t2t_models::import::WeightsChoice;
+
 use super::load_weights;
 
 use super::{print_json, resolve_model};
@@ -14,7 +16,7 @@ use crate::cli::VerifyArgs;
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let spec = resolve_model(&args.model.model, &args.model.overrides)?;
-    let imported = load_weights(&args.weights, args.no_ema)?;
+    let imported = load_weights(&args.weights, WeightsChoice::from_flags(args.no_ema, false))?;
     let (weights, source) = (imported.dict, imported.source);
     let reference_path = args.reference.as_ref().unwrap_or(&args.weights);
     let reference = match &args.reference {
