@@ -92,8 +92,11 @@ fn a_deeply_nested_yaml_config_is_refused_at_once() {
 #[test]
 fn evaluating_nothing_is_an_error_not_a_score() {
     let dir = tempfile::tempdir().unwrap();
-    run_t2t(&["train", "-o", "out", "--synthetic-val-size", "0"], dir.path())
-        .assert_refused("--synthetic-val-size 0: must be at least 1");
+    run_t2t(
+        &["train", "-o", "out", "--synthetic-val-size", "0"],
+        dir.path(),
+    )
+    .assert_refused("--synthetic-val-size 0: must be at least 1");
 
     // An empty CIFAR test split, for training and for validation.
     let cifar = dir.path().join("cifar");
