@@ -66,17 +66,91 @@ impl WeightsKind {
 /// (`raw` or `ema`) its checkpoint recommends.
 pub const PREFERRED_WEIGHTS: &str = "preferred_weights";
 
+/// The stem of the files in a run's checkpoint directory `RUN/NAME/`:
+/// `model.safetensors`, `model-ema.safetensors`, `model-state.safetensors`.
+pub const CHECKPOINT_STEM: &str = "model";
+
+/// The three files of one checkpoint of a run: `DIR/STEM.safetensors` (the
+/// weights), `DIR/STEM-ema.safetensors` and `DIR/STEM-state.safetensors`.
+/// A checkpoint is the directory `RUN/NAME/` with stem [`CHECKPOINT_STEM`];
+/// runs of the earlier layout keep the files in `RUN/` with stem `NAME`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointFiles {
+    pub dir: PathBuf,
+    pub stem: String,
+}
+
+impl CheckpointFiles {
+    /// Checkpoint `name` of run directory `run`, in whichever layout it has.
+    pub fn of_run(run: &Path, name: &str) -> Self {
+        let dir = run.join(name);
+        match dir.is_dir() {
+            true => Self {
+                dir,
+                stem: CHECKPOINT_STEM.to_string(),
+            },
+            false => Self {
+                dir: run.to_path_buf(),
+                stem: name.to_string(),
+            },
+        }
+    }
+
+    /// What directory `dir` names: a checkpoint directory itself, else a
+    /// run directory and so its `last` checkpoint.
+    pub fn in_dir(dir: &Path) -> Self {
+        let checkpoint = Self {
+            dir: dir.to_path_buf(),
+            stem: CHECKPOINT_STEM.to_string(),
+        };
+        match checkpoint.model().is_file() {
+            true => checkpoint,
+            false => Self::of_run(dir, "last"),
+        }
+    }
+
+    /// What directory `dir` offers as weights: a checkpoint directory
+    /// itself, else the run's `best` checkpoint, or `last` before there is one.
+    pub fn weights_in_dir(dir: &Path) -> Self {
+        let best = Self::of_run(dir, "best");
+        match best.model().is_file() {
+            true => best,
+            false => Self::in_dir(dir),
+        }
+    }
+
+    /// The run directory the checkpoint belongs to.
+    pub fn run_dir(&self) -> PathBuf {
+        match (self.stem == CHECKPOINT_STEM, self.dir.parent()) {
+            (true, Some(run)) => run.to_path_buf(),
+            _ => self.dir.clone(),
+        }
+    }
+
+    pub fn model(&self) -> PathBuf {
+        self.file("")
+    }
+
+    pub fn ema(&self) -> PathBuf {
+        self.file("-ema")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.file("-state")
+    }
+
+    fn file(&self, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}{suffix}.safetensors", self.stem))
+    }
+}
+
 /// Reads weights in any supported format, choosing between raw and EMA
 /// weights (a run's `-ema` file, `state_dict_ema`, `model_ema`) by `choice`.
 /// A run directory means its `best` checkpoint, or `last` where there is no
-/// `best` yet.
+/// `best` yet; a checkpoint directory means itself.
 pub fn import_weights(path: &Path, choice: WeightsChoice) -> Result<Imported, ModelError> {
     let file = if path.is_dir() {
-        ["best", "last"]
-            .map(|name| path.join(format!("{name}.safetensors")))
-            .into_iter()
-            .find(|file| file.is_file())
-            .unwrap_or_else(|| path.join("last.safetensors"))
+        CheckpointFiles::weights_in_dir(path).model()
     } else {
         path.to_path_buf()
     };

@@ -4,11 +4,13 @@
 //! a config file (`-c`, TOML or YAML), and command-line flags. The resolved
 //! result is saved as `config.toml` in the output directory.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use t2t_data::transforms::RandAugment;
 use t2t_models::registry::DataConfig;
 
 use crate::TrainError;
@@ -104,6 +106,33 @@ pub struct TrainConfig {
     pub output: PathBuf,
     pub recovery_interval: Option<u64>,
     pub stop_after_steps: Option<u64>,
+}
+
+/// Optimizers `--opt` names.
+pub const OPTIMIZERS: &[&str] = &["adamw", "sgd"];
+/// Training transforms `--train-transform` names.
+pub const TRAIN_TRANSFORMS: &[&str] = &["pad_crop", "rrc"];
+/// Bounds that keep step counts and sizes far from overflow and from
+/// allocations no machine can make; real runs stay orders of magnitude below.
+const MAX_EPOCHS: usize = 1_000_000;
+const MAX_BATCH: usize = 1 << 16;
+const MAX_IMAGE_SIDE: usize = 1 << 14;
+const MAX_WORKERS: usize = 1024;
+
+/// `Err` naming `flag` and its `value` unless `valid`; `range` says what is.
+fn check(
+    flag: &str,
+    value: impl std::fmt::Debug,
+    valid: bool,
+    range: impl FnOnce() -> String,
+) -> Result<(), TrainError> {
+    if valid {
+        return Ok(());
+    }
+    Err(TrainError::Config(format!(
+        "{flag} {value:?}: must be {}",
+        range()
+    )))
 }
 
 /// Names of the presets `--preset` accepts.
@@ -206,9 +235,18 @@ pub fn overlay(mut base: Value, top: Value) -> Value {
     base
 }
 
+/// The largest config file read. A real one holds a few dozen settings (a
+/// few KiB); the cap keeps a hostile file from costing memory or parse time.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The deepest nesting a YAML config may have. Settings are at most a list
+/// deep; the YAML parser takes quadratic time in the depth, so a hostile
+/// file is refused before it reaches the parser.
+const MAX_YAML_DEPTH: usize = 64;
+
 /// Reads a TOML or YAML config file (by extension) as a JSON object.
 pub fn read_config_file(path: &Path) -> Result<Value, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let text = read_bounded(path)?;
     let bad = |e: String| {
         TrainError::Config(format!(
             "{}: {}",
@@ -218,7 +256,15 @@ pub fn read_config_file(path: &Path) -> Result<Value, TrainError> {
     };
     let value: Value = match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => toml::from_str(&text).map_err(|e| bad(e.to_string()))?,
-        Some("yaml" | "yml") => serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?,
+        Some("yaml" | "yml") => {
+            let depth = yaml_depth_bound(&text);
+            if depth > MAX_YAML_DEPTH {
+                return Err(bad(format!(
+                    "nested about {depth} levels deep; a config nests at most {MAX_YAML_DEPTH}"
+                )));
+            }
+            serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?
+        }
         _ => {
             return Err(TrainError::Config(format!(
                 "{}: config files are .toml, .yaml or .yml",
@@ -235,6 +281,63 @@ pub fn read_config_file(path: &Path) -> Result<Value, TrainError> {
         )),
         _ => Err(bad("not a table of settings".to_string())),
     }
+}
+
+/// The text of a config file, refused past [`MAX_CONFIG_BYTES`] without
+/// reading more than that.
+fn read_bounded(path: &Path) -> Result<String, TrainError> {
+    let file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| TrainError::io(path, e))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(TrainError::Config(format!(
+            "{}: larger than {} KiB; a config file holds a few settings",
+            path.display(),
+            MAX_CONFIG_BYTES >> 10
+        )));
+    }
+    Ok(text)
+}
+
+/// An upper bound of the nesting depth of YAML `text`, in one pass: on each
+/// line, the indentation (every block level indents by at least a column),
+/// the block indicators (`- `, `? `) that open compact nested collections,
+/// and the flow brackets still open. Brackets inside quoted strings count
+/// too, which can only overestimate.
+fn yaml_depth_bound(text: &str) -> usize {
+    let mut open_brackets = 0usize;
+    let mut deepest = 0;
+    for line in text.lines() {
+        let content = line.trim_start_matches([' ', '\t']);
+        if content.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - content.len();
+        let mut rest = content;
+        let mut indicators = 0;
+        while let Some(after) = ["-", "?"].iter().find_map(|i| {
+            rest.strip_prefix(i)
+                .filter(|a| a.is_empty() || a.starts_with([' ', '\t']))
+        }) {
+            indicators += 1;
+            rest = after.trim_start_matches([' ', '\t']);
+        }
+        let mut line_brackets = open_brackets;
+        for c in rest.chars() {
+            match c {
+                '[' | '{' => {
+                    open_brackets += 1;
+                    line_brackets = line_brackets.max(open_brackets);
+                }
+                ']' | '}' => open_brackets = open_brackets.saturating_sub(1),
+                _ => {}
+            }
+        }
+        deepest = deepest.max(indent + indicators + line_brackets);
+    }
+    deepest
 }
 
 impl DatasetKind {
@@ -270,7 +373,209 @@ impl TrainConfig {
         if !warmup_given {
             config.warmup_epochs = config.warmup_epochs.min(max_preset_warmup(config.epochs));
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Refuses settings that have no meaning, naming the flag and its valid
+    /// range. Runs on every resolved configuration, a resumed run's included.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let Self {
+            preset: _,
+            model: _,
+            model_kwargs: _,
+            img_size,
+            num_classes,
+            initial_checkpoint: _,
+            dataset,
+            data_dir: _,
+            train_split: _,
+            val_split: _,
+            class_map: _,
+            synthetic_train_size,
+            synthetic_val_size,
+            epochs,
+            cooldown_epochs,
+            warmup_epochs,
+            lr,
+            min_lr,
+            warmup_lr,
+            weight_decay,
+            opt_eps,
+            opt_betas,
+            clip_grad,
+            batch_size,
+            grad_accum_steps,
+            opt,
+            momentum,
+            transfer_ratio,
+            freeze: _,
+            lr_per_epoch: _,
+            train_transform,
+            crop_pad,
+            mean,
+            std,
+            scale,
+            ratio,
+            hflip,
+            aa,
+            color_jitter,
+            reprob,
+            smoothing,
+            mixup,
+            cutmix,
+            mixup_prob,
+            mixup_switch_prob,
+            crop_pct,
+            drop,
+            drop_path,
+            model_ema: _,
+            model_ema_decay,
+            model_ema_warmup: _,
+            seed: _,
+            workers,
+            output: _,
+            recovery_interval,
+            stop_after_steps,
+        } = self;
+        let counts = [
+            ("--epochs", *epochs, 1, MAX_EPOCHS),
+            ("--cooldown-epochs", *cooldown_epochs, 0, MAX_EPOCHS),
+            ("--warmup-epochs", *warmup_epochs, 0, MAX_EPOCHS),
+            ("--batch-size", *batch_size, 1, MAX_BATCH),
+            ("--grad-accum-steps", *grad_accum_steps, 1, MAX_BATCH),
+            ("--crop-pad", *crop_pad, 0, MAX_IMAGE_SIDE),
+            ("--workers", *workers, 0, MAX_WORKERS),
+            ("--img-size", img_size.unwrap_or(1), 1, MAX_IMAGE_SIDE),
+        ];
+        for (flag, value, low, high) in counts {
+            check(flag, value, (low..=high).contains(&value), || {
+                format!("in [{low}, {high}]")
+            })?;
+        }
+        if let Some(classes) = num_classes {
+            check("--num-classes", classes, *classes >= 1, || {
+                "at least 1".into()
+            })?;
+        }
+        if *dataset == DatasetKind::Synthetic {
+            for (flag, size) in [
+                ("--synthetic-train-size", synthetic_train_size),
+                ("--synthetic-val-size", synthetic_val_size),
+            ] {
+                check(flag, size, *size >= 1, || "at least 1".into())?;
+            }
+        }
+        for (flag, steps) in [
+            ("--recovery-interval", recovery_interval),
+            ("--stop-after-steps", stop_after_steps),
+        ] {
+            if let Some(steps) = steps {
+                check(flag, steps, *steps >= 1, || "at least 1".into())?;
+            }
+        }
+
+        let positive = [
+            ("--lr", Some(*lr)),
+            ("--opt-eps", Some(*opt_eps)),
+            ("--clip-grad", *clip_grad),
+        ];
+        for (flag, value) in positive {
+            if let Some(value) = value {
+                check(flag, value, value.is_finite() && value > 0.0, || {
+                    "a finite number > 0".into()
+                })?;
+            }
+        }
+        let non_negative = [
+            ("--min-lr", Some(*min_lr)),
+            ("--warmup-lr", Some(*warmup_lr)),
+            ("--weight-decay", Some(*weight_decay)),
+            ("--transfer-ratio", *transfer_ratio),
+            ("--color-jitter", Some(*color_jitter)),
+            ("--mixup", Some(*mixup)),
+            ("--cutmix", Some(*cutmix)),
+        ];
+        for (flag, value) in non_negative {
+            if let Some(value) = value {
+                check(flag, value, value.is_finite() && value >= 0.0, || {
+                    "a finite number >= 0".into()
+                })?;
+            }
+        }
+        let closed_unit = [
+            ("--hflip", *hflip),
+            ("--reprob", *reprob),
+            ("--mixup-prob", *mixup_prob),
+            ("--mixup-switch-prob", *mixup_switch_prob),
+            ("--model-ema-decay", *model_ema_decay),
+        ];
+        for (flag, value) in closed_unit {
+            check(flag, value, (0.0..=1.0).contains(&value), || {
+                "in [0, 1]".into()
+            })?;
+        }
+        // A value of 1 would drop everything, smooth every label away or
+        // freeze the moments.
+        let half_open_unit = [
+            ("--smoothing", *smoothing),
+            ("--drop", *drop),
+            ("--drop-path", *drop_path),
+            ("--momentum", *momentum),
+            ("--opt-betas (first)", opt_betas[0]),
+            ("--opt-betas (second)", opt_betas[1]),
+        ];
+        for (flag, value) in half_open_unit {
+            check(flag, value, (0.0..1.0).contains(&value), || {
+                "in [0, 1)".into()
+            })?;
+        }
+        if let Some(crop_pct) = crop_pct {
+            check(
+                "--crop-pct",
+                crop_pct,
+                *crop_pct > 0.0 && *crop_pct <= 1.0,
+                || "in (0, 1]".into(),
+            )?;
+        }
+        check(
+            "--scale",
+            scale,
+            0.0 < scale[0] && scale[0] <= scale[1] && scale[1] <= 1.0,
+            || "two numbers with 0 < min <= max <= 1".into(),
+        )?;
+        check(
+            "--ratio",
+            ratio,
+            0.0 < ratio[0] && ratio[0] <= ratio[1] && ratio[1].is_finite(),
+            || "two finite numbers with 0 < min <= max".into(),
+        )?;
+        if let Some(mean) = mean {
+            check("--mean", mean, mean.iter().all(|m| m.is_finite()), || {
+                "three finite numbers".into()
+            })?;
+        }
+        if let Some(std) = std {
+            check(
+                "--std",
+                std,
+                std.iter().all(|s| s.is_finite() && *s > 0.0),
+                || "three finite numbers > 0".into(),
+            )?;
+        }
+        check("--opt", opt, OPTIMIZERS.contains(&opt.as_str()), || {
+            format!("one of {}", OPTIMIZERS.join(", "))
+        })?;
+        check(
+            "--train-transform",
+            train_transform,
+            TRAIN_TRANSFORMS.contains(&train_transform.as_str()),
+            || format!("one of {}", TRAIN_TRANSFORMS.join(", ")),
+        )?;
+        if !aa.is_empty() {
+            RandAugment::parse(aa)?;
+        }
+        Ok(())
     }
 
     /// The model's data settings with this run's `mean`, `std` and `crop_pct`.
@@ -370,5 +675,132 @@ mod tests {
             c
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn meaningless_values_are_refused_with_the_flag_and_range() {
+        let refused = [
+            (
+                json!({"lr": -1.0}),
+                "--lr -1.0: must be a finite number > 0",
+            ),
+            (
+                json!({"weight_decay": -5.0}),
+                "--weight-decay -5.0: must be a finite number >= 0",
+            ),
+            (
+                json!({"smoothing": 2.0}),
+                "--smoothing 2.0: must be in [0, 1)",
+            ),
+            (json!({"reprob": 2.0}), "--reprob 2.0: must be in [0, 1]"),
+            (
+                json!({"model_ema_decay": 2.0}),
+                "--model-ema-decay 2.0: must be in [0, 1]",
+            ),
+            (json!({"scale": [1.0, 0.0]}), "--scale [1.0, 0.0]: must be"),
+            (json!({"ratio": [0.0, 0.0]}), "--ratio [0.0, 0.0]: must be"),
+            (
+                json!({"grad_accum_steps": 0}),
+                "--grad-accum-steps 0: must be in [1,",
+            ),
+            (
+                json!({"mixup": -1.0}),
+                "--mixup -1.0: must be a finite number >= 0",
+            ),
+            (
+                json!({"momentum": 5.0}),
+                "--momentum 5.0: must be in [0, 1)",
+            ),
+            (
+                json!({"crop_pct": -1.0}),
+                "--crop-pct -1.0: must be in (0, 1]",
+            ),
+            (
+                json!({"crop_pct": 0.0}),
+                "--crop-pct 0.0: must be in (0, 1]",
+            ),
+            (json!({"aa": "rand-q3"}), "--aa"),
+            (
+                json!({"stop_after_steps": 0}),
+                "--stop-after-steps 0: must be at least 1",
+            ),
+            (
+                json!({"recovery_interval": 0}),
+                "--recovery-interval 0: must be at least 1",
+            ),
+            (json!({"epochs": 0}), "--epochs 0: must be in [1,"),
+            (json!({"batch_size": 0}), "--batch-size 0: must be in [1,"),
+            (
+                json!({"opt_betas": [0.9, 1.0]}),
+                "--opt-betas (second) 1.0: must be in [0, 1)",
+            ),
+            (json!({"opt_eps": 0.0}), "--opt-eps 0.0: must be"),
+            (json!({"clip_grad": -1.0}), "--clip-grad -1.0: must be"),
+            (
+                json!({"drop_path": 1.0}),
+                "--drop-path 1.0: must be in [0, 1)",
+            ),
+            (
+                json!({"color_jitter": -0.1}),
+                "--color-jitter -0.1: must be",
+            ),
+            (
+                json!({"mixup_prob": 1.5}),
+                "--mixup-prob 1.5: must be in [0, 1]",
+            ),
+            (
+                json!({"std": [1.0, 0.0, 1.0]}),
+                "--std [1.0, 0.0, 1.0]: must be",
+            ),
+            (
+                json!({"synthetic_val_size": 0}),
+                "--synthetic-val-size 0: must be at least 1",
+            ),
+            (
+                json!({"num_classes": 0}),
+                "--num-classes 0: must be at least 1",
+            ),
+            (
+                json!({"opt": "lamb"}),
+                "--opt \"lamb\": must be one of adamw, sgd",
+            ),
+        ];
+        for (flags, message) in refused {
+            let err = TrainConfig::resolve("builtin", "t2t_vit_7_cifar", None, flags.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{flags}: {err}");
+        }
+        for preset in PRESETS {
+            TrainConfig::resolve(preset, "t2t_vit_14", None, json!({})).unwrap();
+        }
+    }
+
+    #[test]
+    fn deep_or_huge_config_files_are_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("nested.yaml");
+        let started = std::time::Instant::now();
+        for text in [
+            "a: ".to_string() + &"[".repeat(200_000),
+            "a:\n".to_string() + &"- ".repeat(200_000) + "x\n",
+            (0..200)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect(),
+        ] {
+            std::fs::write(&nested, text).unwrap();
+            let err = read_config_file(&nested).unwrap_err().to_string();
+            assert!(err.contains("a config nests at most 64"), "{err}");
+        }
+        assert!(started.elapsed().as_secs_f64() < 1.0);
+        let huge = dir.path().join("huge.toml");
+        std::fs::write(&huge, "# padding\n".repeat(200_000)).unwrap();
+        let err = read_config_file(&huge).unwrap_err().to_string();
+        assert!(err.contains("larger than 1024 KiB"), "{err}");
+        // Ordinary nesting still reads.
+        let fine = dir.path().join("fine.yaml");
+        std::fs::write(&fine, "model-kwargs:\n  - depth=2\nmean: [0.5, 0.5, 0.5]\n").unwrap();
+        let value = read_config_file(&fine).unwrap();
+        assert_eq!(value["model_kwargs"], json!(["depth=2"]));
     }
 }

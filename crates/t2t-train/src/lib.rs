@@ -12,6 +12,7 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod report;
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
 
@@ -49,5 +50,10 @@ impl TrainError {
             path: path.display().to_string(),
             reason: error.to_string(),
         }
+    }
+
+    /// For `map_err`: an I/O error on `path`.
+    pub fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |error| Self::io(path, error)
     }
 }

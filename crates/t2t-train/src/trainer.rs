@@ -102,6 +102,25 @@ pub struct Recipe {
     pub lr_per_epoch: bool,
 }
 
+impl Recipe {
+    /// The learning-rate schedule of an epoch of `batches_per_epoch` micro-batches.
+    pub fn schedule(&self, batches_per_epoch: usize) -> CosineSchedule {
+        let steps_per_epoch = batches_per_epoch.div_ceil(self.grad_accum_steps) as u64;
+        CosineSchedule {
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup_lr: self.warmup_lr,
+            warmup_steps: self.warmup_epochs as u64 * steps_per_epoch,
+            cosine_steps: self.epochs as u64 * steps_per_epoch,
+            update_every: if self.lr_per_epoch {
+                steps_per_epoch
+            } else {
+                1
+            },
+        }
+    }
+}
+
 /// Options that do not change the result of a run.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -140,19 +159,7 @@ impl Trainer {
         output: &Path,
         options: RunOptions,
     ) -> Self {
-        let steps_per_epoch = batches_per_epoch.div_ceil(recipe.grad_accum_steps) as u64;
-        let schedule = CosineSchedule {
-            lr: recipe.lr,
-            min_lr: recipe.min_lr,
-            warmup_lr: recipe.warmup_lr,
-            warmup_steps: recipe.warmup_epochs as u64 * steps_per_epoch,
-            cosine_steps: recipe.epochs as u64 * steps_per_epoch,
-            update_every: if recipe.lr_per_epoch {
-                steps_per_epoch
-            } else {
-                1
-            },
-        };
+        let schedule = recipe.schedule(batches_per_epoch);
         let device = model
             .devices()
             .into_iter()

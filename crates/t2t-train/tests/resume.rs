@@ -162,7 +162,7 @@ fn resumed_run_matches_the_uninterrupted_one() {
         "header + 3 epochs of 3 steps"
     );
     assert_eq!(losses(&whole), losses(&split));
-    for file in ["last.safetensors", "last-ema.safetensors"] {
+    for file in ["last/model.safetensors", "last/model-ema.safetensors"] {
         let a = read_safetensors(&whole.join(file)).unwrap();
         let b = read_safetensors(&split.join(file)).unwrap();
         for (key, ta) in &a.tensors {
@@ -201,7 +201,7 @@ fn non_finite_loss_stops_and_keeps_the_checkpoint() {
     )
     .run(&clean, None, &mut Quiet)
     .unwrap();
-    let before = std::fs::read(dir.join("last.safetensors")).unwrap();
+    let before = std::fs::read(dir.join("last/model.safetensors")).unwrap();
 
     let poisoned = RandomBatches {
         batches: 6,
@@ -224,7 +224,7 @@ fn non_finite_loss_stops_and_keeps_the_checkpoint() {
     );
     assert!(err.to_string().contains("step 5"));
     // The checkpoint written at the end of epoch 0 is the last good one, untouched.
-    let after = std::fs::read(dir.join("last.safetensors")).unwrap();
+    let after = std::fs::read(dir.join("last/model.safetensors")).unwrap();
     assert!(
         before == after,
         "the failed run must not overwrite the last checkpoint"

@@ -143,17 +143,21 @@ pub struct BenchArgs {
 #[derive(Args, Debug, Serialize)]
 pub struct TrainArgs {
     /// Recipe preset: builtin (default without data), cifar, imagenet.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     #[serde(skip)]
     pub preset: Option<String>,
     /// Config file (TOML or YAML) with settings under these flags' names.
-    #[arg(short = 'c', long = "config")]
+    #[arg(short = 'c', long = "config", conflicts_with = "resume")]
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
     /// Continue a run from its directory or checkpoint, exactly where it stopped.
     #[arg(long)]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
+    /// Replace the run already in the output directory (its files are removed first).
+    #[arg(long, conflicts_with = "resume")]
+    #[serde(skip)]
+    pub overwrite: bool,
     #[arg(long)]
     #[serde(skip)]
     pub json: bool,

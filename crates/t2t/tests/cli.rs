@@ -184,10 +184,10 @@ fn train_then_validate_reproduces_the_final_eval_and_resume_finishes_the_run() {
         "summary.csv",
         "curves.png",
         "config.toml",
-        "last.safetensors",
-        "last-ema.safetensors",
-        "last-state.safetensors",
-        "best.safetensors",
+        "last/model.safetensors",
+        "last/model-ema.safetensors",
+        "last/model-state.safetensors",
+        "best/model.safetensors",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
@@ -446,8 +446,8 @@ fn fine_tuning_replaces_the_head_regenerates_positions_and_honours_freezing() {
 
     let read = |p: PathBuf| t2t_models::weights::read_safetensors(&p).unwrap().tensors;
     let (before, after) = (
-        read(pre.join("last.safetensors")),
-        read(fine.join("last.safetensors")),
+        read(pre.join("last/model.safetensors")),
+        read(fine.join("last/model.safetensors")),
     );
     assert_eq!(after["head.weight"].shape, vec![10, 128]);
     for (key, tensor) in &after {

@@ -6,15 +6,16 @@ use anyhow::{bail, Context, Result};
 use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde_json::{json, Value};
 use t2t_models::import::adapt_for_finetuning;
 use t2t_models::registry::ModelSpec;
 use t2t_models::weights::load_state_dict;
-use t2t_train::checkpoint::run_dir;
+use t2t_train::checkpoint::{self, run_dir};
 use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
+use t2t_train::run_dir::{clear_run, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
 use t2t_models::import::WeightsChoice;
@@ -103,12 +104,18 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             None => config.stop_after_steps,
         },
     };
-    let mut config = match &args.resume {
-        Some(path) => run_config(path)?,
-        None => new_config(&args)?,
+    let (mut config, _lock) = match &args.resume {
+        Some(path) => open_run(&args, path)?,
+        None => create_run(&args)?,
     };
     let img_size = run_model(&config)?.config.img_size();
     let datasets = open_datasets(&config, img_size)?;
+    if datasets.val.is_empty() {
+        bail!(
+            "the evaluation split {:?} holds no image: nothing to evaluate the run on",
+            config.val_split
+        );
+    }
     // The head follows the dataset unless asked otherwise.
     config.num_classes.get_or_insert(datasets.num_classes());
     let spec = run_model(&config)?;
@@ -121,11 +128,17 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let mut eval_config = eval_loader_config(&data, config.batch_size, img_size, classes);
     eval_config.workers = config.workers;
     let val = LoaderSource::new(Arc::clone(&datasets.val), eval_config)?;
+    let recipe = recipe(&config)?;
     let mut trainer = match &args.resume {
-        Some(path) => resume(&args, path, &config, &device, options(&config))?,
+        Some(path) => {
+            let trainer = Trainer::resume(path, &device, options(&config))?;
+            check_matches_state(&config, &spec, &recipe, train.batches_per_epoch(), &trainer)?;
+            continue_run(&args, path, &config, trainer)
+        }
         None => start(
             &config,
             &spec,
+            &recipe,
             &device,
             train.batches_per_epoch(),
             options(&config),
@@ -161,11 +174,14 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             trainer.output.display()
         );
     }
-    let summary = summary(&trainer, seconds, &outcome);
+    let written: Vec<&str> = ["summary.csv", "curves.png", "last", "best"]
+        .into_iter()
+        .filter(|name| trainer.output.join(name).exists())
+        .collect();
     if args.json {
-        print_json(&summary);
+        print_json(&summary(&trainer, seconds, &outcome, &written));
     } else {
-        eprintln!("{}", closing_line(&trainer, seconds));
+        eprintln!("{}", closing_line(&trainer, seconds, &written));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -173,7 +189,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 /// The run's result as JSON: the best evaluation (what the `best`
 /// checkpoint holds, and what `t2t validate` of the run directory gives),
 /// and the last epoch's raw and EMA evaluations.
-fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome) -> serde_json::Value {
+fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome, written: &[&str]) -> Value {
     let state = &trainer.state;
     let last = state.history.last();
     let metrics = |m: &EvalMetrics| json!({"top1": m.top1, "top5": m.top5, "loss": m.loss});
@@ -192,12 +208,13 @@ fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome) -> serde_json::Va
         },
         "seconds": seconds,
         "output": trainer.output,
+        "written": written,
         "finished": matches!(outcome, Outcome::Finished),
     })
 }
 
 /// The closing summary for people: the best result and the last epoch's.
-fn closing_line(trainer: &Trainer, seconds: f64) -> String {
+fn closing_line(trainer: &Trainer, seconds: f64, written: &[&str]) -> String {
     let state = &trainer.state;
     let best = match &state.best {
         Some(best) => format!(
@@ -207,7 +224,7 @@ fn closing_line(trainer: &Trainer, seconds: f64) -> String {
             best.weights.name(),
             best.epoch + 1
         ),
-        None => "no evaluation".to_string(),
+        None => "no epoch finished, nothing evaluated yet".to_string(),
     };
     let last = match state.history.last() {
         Some(row) => {
@@ -220,8 +237,9 @@ fn closing_line(trainer: &Trainer, seconds: f64) -> String {
         None => String::new(),
     };
     format!(
-        "done in {seconds:.0} s: {best}{last}; summary.csv, curves.png and checkpoints in {}",
-        trainer.output.display()
+        "done in {seconds:.0} s: {best}{last}; written in {}: {}",
+        trainer.output.display(),
+        written.join(", ")
     )
 }
 
@@ -242,6 +260,164 @@ fn warn_about_ema_horizon(config: &TrainConfig, steps: u64) {
         "warning: --model-ema-decay {} averages over about {horizon:.0} steps, more than this run's {steps}; {consequence}",
         config.model_ema_decay
     );
+}
+
+/// The settings and the locked output directory of a new run. A directory
+/// that holds a run already is only reused when asked to (`--overwrite`).
+fn create_run(args: &TrainArgs) -> Result<(TrainConfig, RunLock)> {
+    let config = new_config(args)?;
+    let output = &config.output;
+    std::fs::create_dir_all(output).with_context(|| output.display().to_string())?;
+    let lock = RunLock::acquire(output)?;
+    recover_checkpoints(output)?;
+    let existing = run_files(output);
+    if !existing.is_empty() {
+        if !args.overwrite {
+            bail!(
+                "{} holds a run already ({}); continue it with --resume {0}, or replace it with --overwrite",
+                output.display(),
+                existing
+                    .iter()
+                    .filter_map(|path| path.file_name()?.to_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        clear_run(output)?;
+        eprintln!(
+            "--overwrite: removed the earlier run in {}",
+            output.display()
+        );
+    }
+    Ok((config, lock))
+}
+
+/// The settings and the locked directory of the run to continue. Flags
+/// that would change the run are refused, except the few that may differ.
+fn open_run(args: &TrainArgs, path: &Path) -> Result<(TrainConfig, RunLock)> {
+    if !path.exists() {
+        bail!(
+            "--resume {}: no such run directory or checkpoint",
+            path.display()
+        );
+    }
+    let run = run_dir(path);
+    let lock = RunLock::acquire(&run)?;
+    recover_checkpoints(&run)?;
+    let config = run_config(&run)?;
+    refuse_changed_settings(args, &config)?;
+    if let Some(epochs) = args.epochs {
+        TrainConfig {
+            epochs,
+            ..config.clone()
+        }
+        .validate()?;
+    }
+    Ok((config, lock))
+}
+
+/// Completes or undoes a checkpoint save that a killed run left unfinished.
+fn recover_checkpoints(run: &Path) -> Result<()> {
+    for note in checkpoint::recover(run)? {
+        eprintln!("{note}");
+    }
+    Ok(())
+}
+
+/// Settings a resumed run may take from the command line: they change how
+/// it runs, not what it computes (`--epochs` stretches the run, with a warning).
+const CHANGEABLE_ON_RESUME: &[&str] =
+    &["epochs", "workers", "recovery_interval", "stop_after_steps"];
+
+/// Refuses flags given with `--resume` whose value differs from the run's.
+fn refuse_changed_settings(args: &TrainArgs, config: &TrainConfig) -> Result<()> {
+    let run = serde_json::to_value(config)?;
+    let Value::Object(flags) = serde_json::to_value(args)? else {
+        unreachable!("the flags serialise as a map");
+    };
+    for (key, value) in flags {
+        if CHANGEABLE_ON_RESUME.contains(&key.as_str()) || run.get(&key) == Some(&value) {
+            continue;
+        }
+        bail!(
+            "--{} {value} differs from the resumed run's {} (its config.toml); a resumed run keeps its settings, only --{} may change",
+            key.replace('_', "-"),
+            run.get(&key).unwrap_or(&Value::Null),
+            CHANGEABLE_ON_RESUME.join(", --").replace('_', "-")
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a run whose `config.toml` describes another run than its
+/// checkpoint: another model, optimizer or schedule.
+fn check_matches_state(
+    config: &TrainConfig,
+    spec: &ModelSpec,
+    recipe: &Recipe,
+    batches_per_epoch: usize,
+    trainer: &Trainer,
+) -> Result<()> {
+    let state = &trainer.state;
+    let pairs = [
+        ("model", json!(config.model), json!(state.model_name)),
+        (
+            "model configuration",
+            json!(spec.config),
+            json!(state.model_config),
+        ),
+        ("seed", json!(recipe.seed), json!(state.seed)),
+        ("optimizer", json!(recipe.optim), json!(state.optim)),
+        (
+            "gradient accumulation",
+            json!(recipe.grad_accum_steps),
+            json!(state.grad_accum_steps),
+        ),
+        (
+            "gradient clipping",
+            json!(recipe.clip_grad),
+            json!(state.clip_grad),
+        ),
+        (
+            "EMA decay",
+            json!(recipe.model_ema_decay),
+            json!(state.ema_decay),
+        ),
+        (
+            "EMA warm-up",
+            json!(recipe.model_ema_warmup),
+            json!(state.ema_warmup),
+        ),
+        (
+            "transfer ratio",
+            json!(recipe.transfer_ratio),
+            json!(state.transfer_ratio),
+        ),
+        (
+            "frozen parameters",
+            json!(recipe.freeze),
+            json!(state.freeze),
+        ),
+        (
+            "epochs",
+            json!(recipe.epochs + recipe.cooldown_epochs),
+            json!(state.total_epochs),
+        ),
+        (
+            "learning-rate schedule (learning rates, epochs, batch size, dataset size)",
+            json!(recipe.schedule(batches_per_epoch)),
+            json!(state.schedule),
+        ),
+    ];
+    for (what, in_config, in_state) in pairs {
+        if in_config != in_state {
+            bail!(
+                "{}: config.toml and the checkpoint describe different runs: {what} {in_config} in config.toml, {in_state} in the checkpoint",
+                trainer.output.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn val_len(config: &TrainConfig) -> String {
@@ -279,32 +455,16 @@ fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(config)
 }
 
-/// The resolved settings saved in a run's directory.
-fn run_config(path: &Path) -> Result<TrainConfig> {
-    let config_file = run_dir(path).join("config.toml");
+/// The resolved settings saved in run directory `run`.
+fn run_config(run: &Path) -> Result<TrainConfig> {
+    let config_file = run.join("config.toml");
     TrainConfig::resolve("builtin", "", Some(&config_file), serde_json::json!({}))
         .with_context(|| format!("{}: the run's resolved config", config_file.display()))
 }
 
-fn start(
-    config: &TrainConfig,
-    spec: &ModelSpec,
-    device: &Device,
-    batches_per_epoch: usize,
-    options: RunOptions,
-) -> Result<Trainer> {
-    // The initial weights come from the run's seed too.
-    device.seed(config.seed);
-    // Parameters initialise lazily: draw them all now, right after seeding.
-    let mut model = spec.config.init(device)?.materialize();
-    if let Some(path) = &config.initial_checkpoint {
-        let mut imported = load_weights(path, WeightsChoice::Preferred)?;
-        for note in adapt_for_finetuning(&model, &mut imported.dict) {
-            eprintln!("{note}");
-        }
-        model = load_state_dict(model, &imported.dict, &imported.source)?;
-    }
-    let recipe = Recipe {
+/// The recipe knobs of the training loop from a run's settings.
+fn recipe(config: &TrainConfig) -> Result<Recipe> {
+    Ok(Recipe {
         epochs: config.epochs,
         cooldown_epochs: config.cooldown_epochs,
         warmup_epochs: config.warmup_epochs,
@@ -326,22 +486,42 @@ fn start(
         transfer_ratio: config.transfer_ratio,
         freeze: config.freeze.clone(),
         lr_per_epoch: config.lr_per_epoch,
-        grad_accum_steps: config.grad_accum_steps.max(1),
+        grad_accum_steps: config.grad_accum_steps,
         clip_grad: config.clip_grad,
         model_ema_decay: config.model_ema.then_some(config.model_ema_decay),
         model_ema_warmup: config.model_ema_warmup,
         seed: config.seed,
-    };
+    })
+}
+
+fn start(
+    config: &TrainConfig,
+    spec: &ModelSpec,
+    recipe: &Recipe,
+    device: &Device,
+    batches_per_epoch: usize,
+    options: RunOptions,
+) -> Result<Trainer> {
+    // The initial weights come from the run's seed too.
+    device.seed(config.seed);
+    // Parameters initialise lazily: draw them all now, right after seeding.
+    let mut model = spec.config.init(device)?.materialize();
+    if let Some(path) = &config.initial_checkpoint {
+        let mut imported = load_weights(path, WeightsChoice::Preferred)?;
+        for note in adapt_for_finetuning(&model, &mut imported.dict) {
+            eprintln!("{note}");
+        }
+        model = load_state_dict(model, &imported.dict, &imported.source)?;
+    }
     let trainer = Trainer::new(
         model,
         &config.model,
         spec.config.clone(),
-        &recipe,
+        recipe,
         batches_per_epoch,
         &config.output,
         options,
     );
-    std::fs::create_dir_all(&config.output).with_context(|| config.output.display().to_string())?;
     t2t_models::weights::write_atomically(
         &config.output.join("config.toml"),
         config.to_toml().as_bytes(),
@@ -349,14 +529,13 @@ fn start(
     Ok(trainer)
 }
 
-fn resume(
+/// The resumed `trainer`, run for `--epochs` when given.
+fn continue_run(
     args: &TrainArgs,
     path: &Path,
     config: &TrainConfig,
-    device: &Device,
-    options: RunOptions,
-) -> Result<Trainer> {
-    let mut trainer = Trainer::resume(path, device, options)?;
+    mut trainer: Trainer,
+) -> Trainer {
     if let Some(epochs) = args.epochs {
         let total = epochs + config.cooldown_epochs;
         if total != trainer.state.total_epochs {
@@ -374,5 +553,5 @@ fn resume(
         trainer.state.next_batch,
         trainer.state.step
     );
-    Ok(trainer)
+    trainer
 }

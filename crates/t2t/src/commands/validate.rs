@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use burn::tensor::Device;
 use serde_json::json;
 use t2t_models::weights::load_state_dict;
@@ -41,6 +41,13 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
         classes,
     );
     let metrics = evaluate(&model, &LoaderSource::new(dataset, config)?);
+    if metrics.images == 0 {
+        bail!(
+            "--dataset {} --split {}: no image was evaluated, the split holds none",
+            args.dataset,
+            args.split
+        );
+    }
     if args.json {
         print_json(&json!({
             "top1": metrics.top1, "top5": metrics.top5, "loss": metrics.loss, "images": metrics.images,

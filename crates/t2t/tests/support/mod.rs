@@ -98,7 +98,11 @@ impl Run {
 
     /// Asserts that the run stayed within the time and memory limits.
     pub fn assert_bounded(&self) {
-        assert!(!self.timed_out, "killed after {:.1} s: {self:#?}", self.seconds);
+        assert!(
+            !self.timed_out,
+            "killed after {:.1} s: {self:#?}",
+            self.seconds
+        );
         assert!(
             self.seconds <= MAX_SECONDS,
             "took {:.1} s: {self:#?}",
