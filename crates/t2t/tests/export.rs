@@ -239,7 +239,7 @@ fn random_weights(dir: &Path, model: &str, kwargs: &[&str]) -> PathBuf {
     path
 }
 
-/// Models without fixtures, with random weights, two blocks deep.
+/// A model with random weights.
 fn check_random(model: &str, kwargs: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let weights = random_weights(dir.path(), model, kwargs);
@@ -271,6 +271,17 @@ fn fvit_paper_form_random_weights() {
 #[test]
 fn squeeze_excite_ablation_random_weights() {
     check_random("t2t_vit_14_se", &["depth=2"]);
+}
+
+#[test]
+fn every_registered_name_exports_or_is_refused() {
+    for spec in registry::all() {
+        match t2t_models::onnx::check_exportable(&spec.config, 17) {
+            // One block is enough to check the architecture of each name.
+            Ok(()) => check_random(spec.name, &["depth=1"]),
+            Err(e) => eprintln!("{}: {e}", spec.name),
+        }
+    }
 }
 
 #[test]
