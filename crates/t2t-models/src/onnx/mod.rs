@@ -54,8 +54,8 @@ pub fn check_exportable(config: &ModelConfig, opset: i64) -> Result<(), ModelErr
             Backbone::Standard | Backbone::SqueezeExcite => return Ok(()),
         };
         return Err(ModelError::Export(format!(
-            "{ablation} of the paper's design study is not exported: no weights were ever \
-             released for it and no reference outputs exist to verify an export against"
+            "{ablation} of the paper's design study is left out: it has no released weights \
+             and no reference outputs to verify an export against"
         )));
     }
     Ok(())
