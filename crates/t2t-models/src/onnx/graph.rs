@@ -33,23 +33,22 @@ pub(crate) enum Attr<'a> {
 impl Attr<'_> {
     fn proto(&self) -> AttributeProto {
         let mut proto = AttributeProto::new();
-        match *self {
+        let (name, kind) = match *self {
             Attr::Int(name, value) => {
-                proto.name = name.to_string();
-                proto.type_ = AttributeType::INT.into();
                 proto.i = value;
+                (name, AttributeType::INT)
             }
             Attr::Ints(name, values) => {
-                proto.name = name.to_string();
-                proto.type_ = AttributeType::INTS.into();
                 proto.ints = values.to_vec();
+                (name, AttributeType::INTS)
             }
             Attr::Float(name, value) => {
-                proto.name = name.to_string();
-                proto.type_ = AttributeType::FLOAT.into();
                 proto.f = value;
+                (name, AttributeType::FLOAT)
             }
-        }
+        };
+        proto.name = name.to_string();
+        proto.type_ = kind.into();
         proto
     }
 }
@@ -112,33 +111,39 @@ impl Graph {
         self.weight(name, &HostTensor::from_data(param.val().into_data()))
     }
 
-    /// A float scalar constant, shared by every node that uses the same one.
+    /// A float scalar constant.
     pub fn scalar(&mut self, value: f32) -> String {
-        let name = format!("const/{value:e}");
-        if self.initializer_names.contains(&name) {
-            return name;
-        }
-        self.weight(&name, &HostTensor::new(Vec::new(), vec![value]))
+        let raw = || value.to_le_bytes().to_vec();
+        self.constant(format!("const/{value:e}"), DataType::FLOAT, &[], raw)
     }
 
-    /// A 1-D int64 constant (shapes, axes, split sizes), shared like [`Graph::scalar`].
+    /// A 1-D int64 constant (shapes, axes, split sizes).
     pub fn ints(&mut self, values: &[i64]) -> String {
         let shown: Vec<String> = values.iter().map(i64::to_string).collect();
+        let raw = || values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let name = format!("const/[{}]", shown.join(","));
-        if self.initializer_names.contains(&name) {
-            return name;
-        }
-        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.initializer(&name, DataType::INT64, &[values.len()], raw)
+        self.constant(name, DataType::INT64, &[values.len()], raw)
     }
 
     /// A 0-d int64 constant, e.g. the index of a `Gather` that drops its axis.
     pub fn int_scalar(&mut self, value: i64) -> String {
-        let name = format!("const/{value}");
-        if self.initializer_names.contains(&name) {
-            return name;
+        let raw = || value.to_le_bytes().to_vec();
+        self.constant(format!("const/{value}"), DataType::INT64, &[], raw)
+    }
+
+    /// An initializer named after its value, written once and shared by
+    /// every node that uses it.
+    fn constant(
+        &mut self,
+        name: String,
+        dtype: DataType,
+        shape: &[usize],
+        raw: impl FnOnce() -> Vec<u8>,
+    ) -> String {
+        if !self.initializer_names.contains(&name) {
+            self.initializer(&name, dtype, shape, raw());
         }
-        self.initializer(&name, DataType::INT64, &[], value.to_le_bytes().to_vec())
+        name
     }
 
     fn initializer(

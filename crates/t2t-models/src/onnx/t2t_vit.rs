@@ -10,6 +10,7 @@ use super::layers::Emit;
 use crate::kernels::PERFORMER_EPSILON;
 use crate::layers::{SoftSplit, TokenPerformer, TokenTransformer};
 use crate::models::{T2tModule, T2tVit, T2tVitConfig, TokenLayer};
+use crate::weights::HostTensor;
 
 /// T2T-ViT on `images` `[B, C, H, W]`; returns the logits.
 pub(super) fn emit<L: Emit>(
@@ -86,7 +87,7 @@ fn soft_split(
         // Within its group, filter `i·k + j` picks window position `i·k + j`.
         one_hot[out_channel * window + out_channel % window] = 1.0;
     }
-    let filters = crate::weights::HostTensor::new(vec![channels * window, 1, k, k], one_hot);
+    let filters = HostTensor::new(vec![channels * window, 1, k, k], one_hot);
     let filters = graph.weight(&scoped(scope, "one_hot"), &filters);
     let (kernel, stride, pad) = (k as i64, split.stride as i64, split.padding as i64);
     let columns = graph.op(
