@@ -16,6 +16,8 @@ pub enum ModelError {
     WeightsFile { path: String, reason: String },
     #[error("{path}: weights do not fit the model: {}", summarize(.problems))]
     WeightsMismatch { path: String, problems: Vec<String> },
+    #[error("cannot export to ONNX: {0}")]
+    Export(String),
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {

@@ -11,6 +11,7 @@ pub mod import;
 pub mod kernels;
 pub mod layers;
 pub mod models;
+pub mod onnx;
 pub mod parity;
 pub mod registry;
 pub mod taps;

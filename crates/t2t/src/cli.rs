@@ -32,6 +32,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Measure throughput (median of timed runs after warm-up) and peak memory.
     Bench(BenchArgs),
+    /// Write the model with its weights as an ONNX file, for ONNX Runtime and other servers.
+    Export(ExportArgs),
 }
 
 /// Which model to build, named as an argument (`t2t info MODEL`).
@@ -381,6 +383,26 @@ pub struct ValidateArgs {
     pub synthetic_size: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Weights (any importable format; EMA weights when present).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The ONNX file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// ONNX operator set (17 to 21).
+    #[arg(long, default_value_t = 17)]
+    pub opset: i64,
+    /// Use the raw weights of a checkpoint that also holds EMA weights.
+    #[arg(long)]
+    pub no_ema: bool,
     #[arg(long)]
     pub json: bool,
 }

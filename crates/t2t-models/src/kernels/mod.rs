@@ -17,7 +17,7 @@ pub use dropout::dropout;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use norm_linear::norm_linear;
-pub use performer::performer_attention;
+pub use performer::{performer_attention, EPSILON as PERFORMER_EPSILON};
 pub use soft_split::{soft_split_image, soft_split_tokens};
 
 use std::borrow::Cow;

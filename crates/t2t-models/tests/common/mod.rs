@@ -22,7 +22,7 @@ pub fn fixture(folder: &str, name: &str) -> Option<PathBuf> {
 
 /// Under CI, or with `T2T_REQUIRE_FIXTURES=1`, a missing fixture fails the
 /// test instead of skipping it.
-fn fixtures_required() -> bool {
+pub fn fixtures_required() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
         || std::env::var_os("T2T_REQUIRE_FIXTURES").is_some_and(|v| v == "1")
 }

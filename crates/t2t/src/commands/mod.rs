@@ -1,5 +1,6 @@
 mod bench;
 mod convert;
+mod export;
 mod info;
 mod models;
 mod predict;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Train(args) => train::run(*args),
         Command::Validate(args) => validate::run(args),
