@@ -118,6 +118,13 @@ impl ModelConfig {
         }
     }
 
+    pub fn in_chans(&self) -> usize {
+        match self {
+            ModelConfig::T2tVit(c) => c.in_chans,
+            ModelConfig::Vit(c) => c.in_chans,
+        }
+    }
+
     pub fn num_classes(&self) -> usize {
         match self {
             ModelConfig::T2tVit(c) => c.num_classes,

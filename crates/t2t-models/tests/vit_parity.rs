@@ -29,7 +29,7 @@ fn check(file: &str) {
     let counted = t2t_models::complexity::param_counts(&model);
     assert_eq!(counted.all as u64, meta["params"].as_u64().unwrap());
 
-    let comparisons = compare(&model, &reference, file).unwrap();
+    let comparisons = compare(&model, &config, &reference, file).unwrap();
     let names: Vec<&str> = comparisons.iter().map(|c| c.tensor.as_str()).collect();
     assert_eq!(names, ["patch_embed", "block0", "features", "logits"]);
     for c in &comparisons {
@@ -40,7 +40,7 @@ fn check(file: &str) {
             c.tensor, c.max_abs_diff, c.reference_max_abs
         );
         assert!(
-            c.max_abs_diff <= atol,
+            c.passed(atol),
             "{file}: {} differs by {:e}",
             c.tensor,
             c.max_abs_diff

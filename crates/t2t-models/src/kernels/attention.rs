@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::math::{dot, exp, max, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
-use super::{read, write};
+use super::{check_shapes, read, write};
 
 const QUERY: usize = 0;
 const KEY: usize = 1;
@@ -187,7 +187,11 @@ pub trait AttentionOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// The geometry of `qkv` `[B, N, 3·C]` split into `heads`, checked.
 fn geometry(shape: &[usize], heads: usize, scale: f64) -> Geometry {
+    let consistent = heads > 0
+        && matches!(shape, [_, tokens, row] if *tokens > 0 && *row > 0 && row % (3 * heads) == 0);
+    check_shapes("qkv_attention", consistent, &[shape, &[heads]]);
     Geometry {
         tokens: shape[1],
         heads,
@@ -211,8 +215,13 @@ impl AttentionOps for Flex {
         scale: f64,
     ) -> FlexTensor {
         let (qkv, shape) = read(&qkv);
-        let (grad, _) = read(&grad);
+        let (grad, grad_shape) = read(&grad);
         let g = geometry(&shape, heads, scale);
+        check_shapes(
+            "qkv_attention_backward",
+            grad_shape == [shape[0], g.tokens, g.width()],
+            &[&grad_shape, &shape],
+        );
         write(g.backward(&qkv, &grad), shape)
     }
 }

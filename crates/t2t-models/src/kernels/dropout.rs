@@ -33,6 +33,10 @@ fn mix(mut x: u32) -> u32 {
 /// `x ⊙ mask / (1 − prob)` where element i is kept when its hash under
 /// `seed` reaches `prob · 2³²`.
 fn apply(x: &[f32], prob: f64, seed: u64) -> Vec<f32> {
+    assert!(
+        (0.0..1.0).contains(&prob),
+        "dropout: probability {prob} is not in [0, 1)"
+    );
     let threshold = (prob * 4_294_967_296.0).min(u32::MAX as f64) as u32;
     let scale = (1.0 / (1.0 - prob)) as f32;
     let (low, high) = (seed as u32, (seed >> 32) as u32);

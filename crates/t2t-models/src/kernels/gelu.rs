@@ -14,7 +14,7 @@ use burn::tensor::{activation, Tensor};
 use rayon::prelude::*;
 
 use super::math::{erf, exp, vectorised};
-use super::{flex_values, on_flex, read, write};
+use super::{check_shapes, flex_values, on_flex, read, write};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -51,8 +51,9 @@ impl GeluOps for Flex {
     }
 
     fn fast_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (x, _) = read(&x);
+        let (x, x_shape) = read(&x);
         let (mut grad, shape) = flex_values(grad);
+        check_shapes("gelu_backward", x_shape == shape, &[&x_shape, &shape]);
         grad.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(g, x)| {

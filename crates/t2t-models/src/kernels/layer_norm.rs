@@ -15,7 +15,7 @@ use burn::tensor::{module, Tensor};
 use rayon::prelude::*;
 
 use super::math::{dot, sum_by, vectorised};
-use super::{on_flex, read, write};
+use super::{check_shapes, on_flex, read, write};
 
 /// Elements per parallel task (whole rows).
 const CHUNK: usize = 1 << 14;
@@ -104,6 +104,13 @@ pub(super) fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> 
     [grad_x, grad_gamma, grad_beta]
 }
 
+/// Checks that rows of `x` are as wide as γ (and β), a positive width.
+fn check_operands(kernel: &str, x: &[usize], gamma: &[usize], beta: &[usize]) {
+    let consistent =
+        matches!(gamma, [width] if *width > 0 && x.last() == Some(width)) && beta == gamma;
+    check_shapes(kernel, consistent, &[x, gamma, beta]);
+}
+
 #[backend_extension(Flex, Autodiff)]
 pub trait LayerNormOps: Backend {
     fn fused_layer_norm(
@@ -130,8 +137,9 @@ impl LayerNormOps for Flex {
         epsilon: f64,
     ) -> FlexTensor {
         let (x, shape) = read(&x);
-        let (gamma, _) = read(&gamma);
-        let (beta, _) = read(&beta);
+        let (gamma, gamma_shape) = read(&gamma);
+        let (beta, beta_shape) = read(&beta);
+        check_operands("layer_norm", &shape, &gamma_shape, &beta_shape);
         let y = forward(&x, &gamma, &beta, epsilon as f32);
         write(y, shape)
     }
@@ -144,7 +152,13 @@ impl LayerNormOps for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (x, shape) = read(&x);
         let (gamma, gamma_shape) = read(&gamma);
-        let (grad, _) = read(&grad);
+        let (grad, grad_shape) = read(&grad);
+        check_operands("layer_norm_backward", &shape, &gamma_shape, &gamma_shape);
+        check_shapes(
+            "layer_norm_backward",
+            grad_shape == shape,
+            &[&grad_shape, &shape],
+        );
         let [dx, dgamma, dbeta] = backward(&x, &gamma, &grad, epsilon as f32);
         (
             write(dx, &shape),

@@ -55,8 +55,126 @@ fn flex_values(tensor: FlexTensor) -> (Vec<f32>, Vec<usize>) {
     )
 }
 
+/// Stops a kernel whose operands do not have the shapes that it indexes
+/// them by, before it reads or writes anything. The layers pass consistent
+/// shapes (configurations are validated before a model is built), so this
+/// guards against a bug reading past a buffer or dividing by a zero size.
+#[track_caller]
+fn check_shapes(kernel: &str, consistent: bool, shapes: &[&[usize]]) {
+    assert!(
+        consistent,
+        "{kernel}: inconsistent operand shapes {shapes:?}"
+    );
+}
+
 /// Whether the extensions run for tensors on `device` (the CPU backend,
 /// with or without autodiff); elsewhere the plain burn operations do.
 pub(crate) fn on_flex(device: Device) -> bool {
     device.inner() == Device::flex()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+
+    use super::attention::AttentionOps;
+    use super::gelu::GeluOps;
+    use super::layer_norm::LayerNormOps;
+    use super::norm_linear::NormLinearOps;
+    use super::performer::PerformerOps;
+    use super::soft_split::SoftSplitOps;
+    use super::*;
+
+    /// A tensor of `shape` filled with ones (no values when it is empty).
+    fn ones(shape: &[usize]) -> FlexTensor {
+        write(vec![1.0; shape.iter().product()], shape.to_vec())
+    }
+
+    fn shape(tensor: &FlexTensor) -> Vec<usize> {
+        tensor.layout().shape().to_vec()
+    }
+
+    #[test]
+    fn empty_batches_give_empty_results_forward_and_backward() {
+        let image = ones(&[0, 3, 16, 16]);
+        let split = Flex::soft_split(image, 0, 3, 16, false, 7, 4, 2);
+        assert_eq!(shape(&split), [0, 16, 147]);
+        let back = Flex::soft_split_backward(split, 0, 3, 16, false, 7, 4, 2);
+        assert_eq!(shape(&back), [0, 3, 16, 16]);
+        let tokens = Flex::soft_split(ones(&[0, 16, 8]), 0, 8, 4, true, 3, 2, 1);
+        assert_eq!(shape(&tokens), [0, 4, 72]);
+
+        let (kqv, w) = (ones(&[0, 5, 24]), ones(&[4, 8]));
+        let y = Flex::performer_attention(kqv.clone(), w.clone());
+        assert_eq!(shape(&y), [0, 5, 8]);
+        assert_eq!(
+            shape(&Flex::performer_attention_backward(kqv, w, y)),
+            [0, 5, 24]
+        );
+
+        let qkv = ones(&[0, 7, 24]);
+        let y = Flex::qkv_attention(qkv.clone(), 2, 0.5);
+        assert_eq!(shape(&y), [0, 7, 8]);
+        assert_eq!(
+            shape(&Flex::qkv_attention_backward(qkv, y, 2, 0.5)),
+            [0, 7, 24]
+        );
+
+        let (x, gamma, beta) = (ones(&[0, 5, 6]), ones(&[6]), ones(&[6]));
+        let y = Flex::fused_layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+        assert_eq!(shape(&y), [0, 5, 6]);
+        let (dx, dgamma, _) = Flex::fused_layer_norm_backward(x.clone(), gamma.clone(), y, 1e-5);
+        assert_eq!((shape(&dx), shape(&dgamma)), (vec![0, 5, 6], vec![6]));
+
+        let (weight, bias) = (ones(&[6, 4]), ones(&[4]));
+        let y = Flex::norm_linear(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            weight.clone(),
+            bias,
+            1e-5,
+        );
+        assert_eq!(shape(&y), [0, 5, 4]);
+        let (dx, _, _, dweight, dbias) =
+            Flex::norm_linear_backward(x.clone(), gamma, beta, weight, y, 1e-5);
+        assert_eq!(
+            (shape(&dx), shape(&dweight), shape(&dbias)),
+            (vec![0, 5, 6], vec![6, 4], vec![4])
+        );
+        let y = Flex::fast_gelu(x.clone());
+        assert_eq!(shape(&Flex::fast_gelu_backward(x, y)), [0, 5, 6]);
+    }
+
+    #[test]
+    #[should_panic(expected = "norm_linear: inconsistent operand shapes")]
+    fn operands_that_disagree_are_refused_before_any_read() {
+        // Rows of 6 for a LayerNorm of 5.
+        Flex::norm_linear(
+            ones(&[2, 6]),
+            ones(&[5]),
+            ones(&[5]),
+            ones(&[5, 4]),
+            ones(&[4]),
+            1e-5,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "soft_split: inconsistent operand shapes")]
+    fn a_split_of_zero_channels_is_refused() {
+        Flex::soft_split(ones(&[1, 0, 8, 8]), 1, 0, 8, false, 3, 2, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "performer_attention: inconsistent operand shapes")]
+    fn performer_features_of_another_width_are_refused() {
+        Flex::performer_attention(ones(&[1, 5, 24]), ones(&[4, 6]));
+    }
+
+    #[test]
+    #[should_panic(expected = "qkv_attention: inconsistent operand shapes")]
+    fn attention_heads_that_do_not_divide_the_width_are_refused() {
+        Flex::qkv_attention(ones(&[1, 5, 24]), 3, 1.0);
+    }
 }

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::layer_norm;
 use super::math::vectorised;
 use super::matrix::{matmul_threaded, Mat, MatMut};
-use super::{on_flex, read, write};
+use super::{check_shapes, on_flex, read, write};
 
 /// Rows per parallel task of the bias sums.
 const ROWS: usize = 256;
@@ -96,6 +96,22 @@ fn backward(
     [grad_x, grad_gamma, grad_beta, grad_weight, grad_bias]
 }
 
+/// Checks x `[.., in]`, γ and β `[in]` and W `[in, out]` (with `in` and
+/// `out` positive) against each other, and that `out_shape` (b's in the
+/// forward pass, the output gradient's in the backward pass) ends in `out`.
+fn check_operands(
+    kernel: &str,
+    x: &[usize],
+    [gamma, beta]: [&[usize]; 2],
+    weight: &[usize],
+    out_shape: &[usize],
+) {
+    let consistent = matches!(weight, [d_in, d_out] if *d_in > 0 && *d_out > 0
+        && x.last() == Some(d_in) && gamma == [*d_in] && beta == [*d_in]
+        && out_shape.last() == Some(d_out));
+    check_shapes(kernel, consistent, &[x, gamma, beta, weight, out_shape]);
+}
+
 #[backend_extension(Flex, Autodiff)]
 pub trait NormLinearOps: Backend {
     fn norm_linear(
@@ -135,8 +151,16 @@ impl NormLinearOps for Flex {
         epsilon: f64,
     ) -> FlexTensor {
         let (x_values, mut shape) = read(&x);
-        let ((gamma, _), (beta, _)) = (read(&gamma), read(&beta));
-        let ((weight, _), (bias, _)) = (read(&weight), read(&bias));
+        let ((gamma, gamma_shape), (beta, beta_shape)) = (read(&gamma), read(&beta));
+        let ((weight, weight_shape), (bias, bias_shape)) = (read(&weight), read(&bias));
+        check_operands(
+            "norm_linear",
+            &shape,
+            [&gamma_shape, &beta_shape],
+            &weight_shape,
+            &bias_shape,
+        );
+        check_shapes("norm_linear", bias_shape.len() == 1, &[&bias_shape]);
         let y = forward(&x_values, [&gamma, &beta], [&weight, &bias], epsilon as f32);
         *shape.last_mut().unwrap() = bias.len();
         write(y, shape)
@@ -151,8 +175,21 @@ impl NormLinearOps for Flex {
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
         let (x_values, x_shape) = read(&x);
-        let ((gamma, gamma_shape), (beta, _)) = (read(&gamma), read(&beta));
-        let ((weight, weight_shape), (grad, _)) = (read(&weight), read(&grad));
+        let ((gamma, gamma_shape), (beta, beta_shape)) = (read(&gamma), read(&beta));
+        let ((weight, weight_shape), (grad, grad_shape)) = (read(&weight), read(&grad));
+        check_operands(
+            "norm_linear_backward",
+            &x_shape,
+            [&gamma_shape, &beta_shape],
+            &weight_shape,
+            &grad_shape,
+        );
+        let rows = &x_shape[..x_shape.len() - 1];
+        check_shapes(
+            "norm_linear_backward",
+            &grad_shape[..grad_shape.len() - 1] == rows,
+            &[&grad_shape, &x_shape],
+        );
         let [dx, dgamma, dbeta, dweight, dbias] =
             backward(&x_values, [&gamma, &beta], &weight, &grad, epsilon as f32);
         (

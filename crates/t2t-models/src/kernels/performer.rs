@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::math::{dot, exp, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
-use super::{on_flex, read, write};
+use super::{check_shapes, on_flex, read, write};
 
 /// Added to the normaliser before dividing (the official value).
 pub const EPSILON: f32 = 1e-8;
@@ -351,7 +351,11 @@ pub trait PerformerOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
+/// The geometry of `kqv` `[B, T, 3·E]` with features `w` `[m, E]`, checked.
 fn geometry(kqv_shape: &[usize], w_shape: &[usize]) -> Geometry {
+    let consistent = matches!(kqv_shape, [_, tokens, row] if *tokens > 0 && *row > 0 && row % 3 == 0)
+        && matches!(w_shape, [m, emb] if *m > 0 && 3 * emb == kqv_shape[2]);
+    check_shapes("performer_attention", consistent, &[kqv_shape, w_shape]);
     Geometry {
         tokens: kqv_shape[1],
         emb: kqv_shape[2] / 3,
@@ -375,8 +379,13 @@ impl PerformerOps for Flex {
     ) -> FlexTensor {
         let (kqv, shape) = read(&kqv);
         let (w, w_shape) = read(&w);
-        let (grad, _) = read(&grad);
+        let (grad, grad_shape) = read(&grad);
         let g = geometry(&shape, &w_shape);
+        check_shapes(
+            "performer_attention_backward",
+            grad_shape == [shape[0], g.tokens, g.emb],
+            &[&grad_shape, &shape],
+        );
         write(g.backward(&kqv, &w, &grad), shape)
     }
 }

@@ -18,7 +18,7 @@ use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex}
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{read, write};
+use super::{check_shapes, read, write};
 
 /// Input geometry of a split.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +44,39 @@ impl Geometry {
 
     fn input_len(&self) -> usize {
         self.channels * self.side * self.side
+    }
+
+    fn input_shape(&self) -> Vec<usize> {
+        match self.channels_last {
+            true => vec![self.batch, self.side * self.side, self.channels],
+            false => vec![self.batch, self.channels, self.side, self.side],
+        }
+    }
+
+    fn output_shape(&self) -> [usize; 3] {
+        [
+            self.batch,
+            self.out_side() * self.out_side(),
+            self.features(),
+        ]
+    }
+
+    /// Checks that the split is well formed and `shape` is its input's (or,
+    /// with `output`, its output's, for the backward pass).
+    fn check(&self, shape: &[usize], output: bool) {
+        let expected = match output {
+            true => self.output_shape().to_vec(),
+            false => self.input_shape(),
+        };
+        let well_formed = self.channels > 0
+            && self.kernel > 0
+            && self.stride > 0
+            && self.side + 2 * self.padding >= self.kernel;
+        check_shapes(
+            "soft_split",
+            well_formed && shape == expected,
+            &[shape, &expected, &[self.kernel, self.stride, self.padding]],
+        );
     }
 
     /// Offset within one sample of input pixel (c, y, x).
@@ -155,9 +188,9 @@ impl SoftSplitOps for Flex {
             stride,
             padding,
         };
-        let (values, _) = read(&x);
-        let tokens = g.out_side() * g.out_side();
-        write(g.forward(&values), [batch, tokens, g.features()])
+        let (values, shape) = read(&x);
+        g.check(&shape, false);
+        write(g.forward(&values), g.output_shape())
     }
 
     fn soft_split_backward(
@@ -179,12 +212,9 @@ impl SoftSplitOps for Flex {
             stride,
             padding,
         };
-        let (values, _) = read(&grad);
-        let shape = match channels_last {
-            true => vec![batch, side * side, channels],
-            false => vec![batch, channels, side, side],
-        };
-        write(g.backward(&values), shape)
+        let (values, shape) = read(&grad);
+        g.check(&shape, true);
+        write(g.backward(&values), g.input_shape())
     }
 }
 

@@ -16,7 +16,7 @@ use crate::complexity::Macs;
 use crate::layers::{
     layer_norm_macs, linear_macs, Block, Dropout, GhostAttention, GhostMlp, LayerNorm, Sublayer,
 };
-use crate::Taps;
+use crate::{ModelError, Taps};
 
 /// Every model of the zoo, behind one type for the command line and the trainers.
 #[derive(Module, Debug)]
@@ -42,13 +42,30 @@ impl Model {
     }
 
     /// The forward pass that also records named intermediates into `taps`.
+    /// An empty batch gives empty logits without running anything: burn's
+    /// matrix product crashes on empty operands.
     pub fn forward_tapped(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<2> {
+        let [batch, ..] = images.dims();
+        if batch == 0 {
+            return Tensor::zeros([0, self.outputs()], &images.device());
+        }
         match self {
             Model::T2tVit(m) => m.forward_tapped(images, taps),
             Model::T2tVitGhost(m) => m.forward_tapped(images, taps),
             Model::T2tVitDense(m) => m.forward_tapped(images, taps),
             Model::Vit(m) => m.forward_tapped(images, taps),
             Model::Fvit(m) => m.forward_tapped(images, taps),
+        }
+    }
+
+    /// Logits per image: the classes, or the features of a model without a head.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Model::T2tVit(m) => m.encoder.outputs(),
+            Model::T2tVitGhost(m) => m.encoder.outputs(),
+            Model::T2tVitDense(m) => m.encoder.outputs(),
+            Model::Vit(m) => m.encoder.outputs(),
+            Model::Fvit(m) => m.encoder.outputs(),
         }
     }
 
@@ -108,6 +125,14 @@ impl<L: Sublayer> Encoder<L> {
         logits
     }
 
+    /// Logits per image: the classes, or the features without a head.
+    pub fn outputs(&self) -> usize {
+        match &self.head {
+            Some(head) => head.weight.lazy_shape().dims::<2>()[1],
+            None => self.norm.width(),
+        }
+    }
+
     /// Tokens entering the blocks, class token included.
     pub fn tokens(&self) -> usize {
         self.pos_embed.lazy_shape().dims::<3>()[1]
@@ -162,11 +187,238 @@ pub(crate) fn drop_path_rates(max: f64, count: usize) -> Vec<f64> {
 }
 
 /// Every dropout-like rate must be a probability below 1.
-pub(crate) fn check_rates(rates: &[(&str, f64)]) -> Result<(), crate::ModelError> {
+pub(crate) fn check_rates(rates: &[(&str, f64)]) -> Result<(), ModelError> {
     match rates.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
-        Some((name, p)) => Err(crate::ModelError::BadConfig(format!(
+        Some((name, p)) => Err(ModelError::BadConfig(format!(
             "{name} {p} is not in [0, 1)"
         ))),
         None => Ok(()),
+    }
+}
+
+// Bounds that every configuration is held to before anything is built.
+// Each is far above every registered model (a 2048-px image through T2T-ViT,
+// a billion-parameter ViT) and far below what would exhaust a machine's
+// memory, so that a typo in a flag is refused instead of allocating for
+// minutes.
+
+/// Widest token: embedding, token and MLP hidden widths.
+pub const MAX_WIDTH: usize = 1 << 16;
+pub const MAX_IN_CHANS: usize = 1 << 10;
+pub const MAX_CLASSES: usize = 1 << 20;
+pub const MAX_DEPTH: usize = 1 << 10;
+/// Tokens of any stage: T2T-ViT's first soft split of a 2048-px image.
+pub const MAX_TOKENS: usize = 1 << 18;
+/// Elements of one image's widest activation: 1 GiB of f32.
+pub const MAX_ACTIVATION: usize = 1 << 28;
+/// Softmax attention scores of one head and image (2 GiB of f32): 23170
+/// tokens, more than the 16385 of a 2048-px image at stride 16.
+pub const MAX_ATTENTION_SCORES: usize = 1 << 29;
+/// Parameters of a whole model: 4 GiB of f32.
+pub const MAX_PARAMETERS: usize = 1 << 30;
+
+pub(crate) fn check_range(
+    key: &str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<(), ModelError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(ModelError::BadConfig(format!(
+            "{key} {value} is not in [{}, {}]",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// The MLP hidden width of a block of `width`, `int(width·mlp_ratio)` as timm rounds it.
+pub(crate) fn mlp_hidden(width: usize, mlp_ratio: f64) -> usize {
+    // `as` saturates: NaN and negative ratios give 0, huge ones usize::MAX.
+    (width as f64 * mlp_ratio) as usize
+}
+
+pub(crate) fn check_mlp_ratio(width: usize, mlp_ratio: f64) -> Result<(), ModelError> {
+    let hidden = match mlp_hidden(width, mlp_ratio) {
+        1..=MAX_WIDTH => return Ok(()),
+        hidden @ 0 => hidden.to_string(),
+        _ => format!("over {MAX_WIDTH}"),
+    };
+    Err(ModelError::BadConfig(format!(
+        "mlp_ratio {mlp_ratio:?} gives an MLP hidden size of {hidden} for width {width}; \
+         int(width * mlp_ratio) must be in [1, {MAX_WIDTH}]"
+    )))
+}
+
+/// A tensor that the forward pass holds for each image.
+pub(crate) struct Activation {
+    /// Where it arises, e.g. "after the first soft split".
+    pub stage: &'static str,
+    pub tokens: usize,
+    /// The widest of the tensors of that stage.
+    pub width: usize,
+    /// Whether softmax attention runs over its tokens (`tokens²` scores a head).
+    pub softmax: bool,
+}
+
+/// Refuses an input size whose image or activations would not fit the limits.
+pub(crate) fn check_activations(
+    img_size: usize,
+    in_chans: usize,
+    activations: &[Activation],
+) -> Result<(), ModelError> {
+    for a in activations {
+        let refuse = |what: String| {
+            Err(ModelError::BadConfig(format!(
+                "img_size {img_size} gives {} tokens {}: {what}",
+                a.tokens, a.stage
+            )))
+        };
+        if a.tokens > MAX_TOKENS {
+            return refuse(format!("the limit is {MAX_TOKENS} tokens"));
+        }
+        let elements = a.tokens.saturating_mul(a.width);
+        if elements > MAX_ACTIVATION {
+            return refuse(format!(
+                "{elements} values per image at width {}; the limit is {MAX_ACTIVATION}",
+                a.width
+            ));
+        }
+        let scores = a.tokens.saturating_mul(a.tokens);
+        if a.softmax && scores > MAX_ATTENTION_SCORES {
+            return refuse(format!(
+                "their attention needs {scores} scores per head; the limit is \
+                 {MAX_ATTENTION_SCORES} ({} tokens)",
+                MAX_ATTENTION_SCORES.isqrt()
+            ));
+        }
+    }
+    let pixels = img_size.saturating_mul(img_size).saturating_mul(in_chans);
+    if pixels > MAX_ACTIVATION {
+        return Err(ModelError::BadConfig(format!(
+            "img_size {img_size} with in_chans {in_chans} gives {pixels} values per image; \
+             the limit is {MAX_ACTIVATION}"
+        )));
+    }
+    Ok(())
+}
+
+/// Weights of a pre-norm block of `width` with an MLP of `hidden`: qkv,
+/// proj, fc1 and fc2, biases and norms aside.
+pub(crate) fn block_parameters(width: usize, hidden: usize) -> f64 {
+    let (width, hidden) = (width as f64, hidden as f64);
+    4.0 * width * width + 2.0 * width * hidden
+}
+
+/// Refuses a model of about `parameters` weights past the limit (an
+/// estimate in f64, which cannot overflow).
+pub(crate) fn check_parameters(parameters: f64) -> Result<(), ModelError> {
+    if parameters <= MAX_PARAMETERS as f64 {
+        return Ok(());
+    }
+    Err(ModelError::BadConfig(format!(
+        "the model would have about {parameters:.3e} parameters; the limit is {MAX_PARAMETERS}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::registry::{self, ModelConfig};
+
+    #[test]
+    fn an_empty_batch_gives_empty_logits_without_running() {
+        let device = Device::default();
+        for name in ["t2t_vit_lite_cifar", "vit_cifar"] {
+            let model = registry::find(name).unwrap().config.init(&device).unwrap();
+            let logits = model.forward(Tensor::zeros([0, 3, 32, 32], &device));
+            assert_eq!(logits.dims(), [0, 10], "{name}");
+        }
+    }
+
+    fn refusal(name: &str, kwargs: &[&str]) -> String {
+        let mut config = registry::find(name).unwrap().config;
+        match config.apply_kwargs(kwargs) {
+            Ok(()) => panic!("{name} {kwargs:?} was accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn registered_models_validate_and_large_real_inputs_fit() {
+        for spec in registry::all() {
+            spec.config.validate().unwrap();
+        }
+        for (name, size) in [
+            ("t2t_vit_7", 2048),
+            ("t2t_vit_t_14", 512),
+            ("vit_base_patch16_224", 2048),
+            ("fvit_base_patch16_224", 1024),
+        ] {
+            let mut config = registry::find(name).unwrap().config;
+            config.apply_kwargs(&[format!("img_size={size}")]).unwrap();
+        }
+    }
+
+    #[test]
+    fn sizes_past_the_limits_are_refused_with_the_limit() {
+        let error = refusal("t2t_vit_7", &["img_size=100000"]);
+        assert!(
+            error.contains("625000000 tokens after the first soft split")
+                && error.contains(&MAX_TOKENS.to_string()),
+            "{error}"
+        );
+        let error = refusal("t2t_vit_t_14", &["img_size=1024"]);
+        assert!(error.contains("scores per head"), "{error}");
+        let error = refusal("vit_base_patch16_224", &["img_size=100000"]);
+        assert!(error.contains("tokens in the blocks"), "{error}");
+        let error = refusal(
+            "vit_cifar",
+            &["in_chans=1024", "img_size=1024", "patch_size=32"],
+        );
+        assert!(error.contains("values per image"), "{error}");
+        let error = refusal("t2t_vit_7", &["num_classes=1000000", "embed_dim=8192"]);
+        assert!(error.contains("parameters"), "{error}");
+    }
+
+    #[test]
+    fn sizes_and_ratios_without_meaning_are_refused_naming_the_key() {
+        for (kwarg, needle) in [
+            ("num_heads=0", "num_heads 0 is not in [1, 256]"),
+            ("embed_dim=0", "embed_dim 0 is not in [1, 65536]"),
+            ("token_dim=0", "token_dim 0 is not in [1, 65536]"),
+            ("in_chans=0", "in_chans 0 is not in [1, 1024]"),
+            ("depth=0", "depth 0 is not in [1, 1024]"),
+            ("mlp_ratio=0", "hidden size of 0"),
+            ("mlp_ratio=-1", "hidden size of 0"),
+            ("mlp_ratio=0.001", "hidden size of 0"),
+            ("mlp_ratio=1e30", "hidden size of over 65536"),
+            ("num_heads=3", "not divisible by num_heads 3"),
+            ("drop_rate=1", "drop_rate 1 is not in [0, 1)"),
+        ] {
+            let error = refusal("t2t_vit_7", &[kwarg]);
+            assert!(error.contains(needle), "{kwarg}: {error}");
+        }
+        let error = refusal("vit_cifar", &["patch_size=0"]);
+        assert!(error.contains("patch_size 0"), "{error}");
+    }
+
+    #[test]
+    fn malformed_soft_splits_are_refused() {
+        let Some(ModelConfig::T2tVit(mut config)) =
+            registry::find("t2t_vit_7").map(|spec| spec.config).ok()
+        else {
+            unreachable!()
+        };
+        config.soft_splits[1].stride = 0;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("soft split 1"), "{error}");
+        config.soft_splits[1].stride = 2;
+        config.img_size = 2;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("too small for soft split"), "{error}");
     }
 }

@@ -10,7 +10,11 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{class_token, frozen, DenseLayer, Encoder, Model, Stage};
+use super::{
+    block_parameters, check_activations, check_mlp_ratio, check_parameters, check_range,
+    class_token, frozen, mlp_hidden, Activation, DenseLayer, Encoder, Model, Stage, MAX_CLASSES,
+    MAX_DEPTH, MAX_IN_CHANS, MAX_WIDTH,
+};
 use crate::complexity::Macs;
 use crate::layers::{
     layer_norm, linear, linear_macs, sinusoid_table, AttentionConfig, Block, Dropout,
@@ -136,7 +140,9 @@ impl T2tVitConfig {
 
     /// The product of the split strides: image sides must be a multiple of it.
     pub fn total_stride(&self) -> usize {
-        self.soft_splits.iter().map(|s| s.stride).product()
+        self.soft_splits
+            .iter()
+            .fold(1, |product, s| product.saturating_mul(s.stride))
     }
 
     /// Side of the token grid that enters the blocks.
@@ -146,32 +152,54 @@ impl T2tVitConfig {
         })
     }
 
+    /// Checks every setting, and that an image of `img_size` fits the limits
+    /// of [`super::MAX_TOKENS`] and the others, before anything is built.
     pub fn validate(&self) -> Result<(), ModelError> {
-        let stride = self.total_stride();
-        if self.img_size == 0 || !self.img_size.is_multiple_of(stride) {
+        check_range("in_chans", self.in_chans, 1..=MAX_IN_CHANS)?;
+        check_range("num_classes", self.num_classes, 0..=MAX_CLASSES)?;
+        check_range("token_dim", self.token_dim, 1..=MAX_WIDTH)?;
+        check_range("embed_dim", self.embed_dim, 1..=MAX_WIDTH)?;
+        check_range("depth", self.depth, 1..=MAX_DEPTH)?;
+        check_range("num_heads", self.num_heads, 1..=self.embed_dim)?;
+        if let Some(scale) = self.qk_scale.filter(|s| !s.is_finite()) {
             return Err(ModelError::BadConfig(format!(
-                "image size {} is not a positive multiple of the total soft-split stride {stride}",
+                "qk_scale {scale} is not a finite number"
+            )));
+        }
+        if let Backbone::Dense {
+            growth_rate,
+            stages,
+        } = &self.backbone
+        {
+            check_range("growth_rate", *growth_rate, 1..=MAX_WIDTH)?;
+            check_range("the number of dense stages", stages.len(), 1..=MAX_DEPTH)?;
+            for &blocks in stages {
+                check_range("blocks of a dense stage", blocks, 1..=MAX_DEPTH)?;
+            }
+        }
+        let sides = self.split_sides()?;
+        let stride = self.total_stride();
+        if !self.img_size.is_multiple_of(stride) {
+            return Err(ModelError::BadConfig(format!(
+                "img_size {} is not a multiple of the total soft-split stride {stride}",
                 self.img_size
             )));
         }
-        if self.grid_size() * stride != self.img_size {
+        if sides[2].saturating_mul(stride) != self.img_size {
             return Err(ModelError::BadConfig(format!(
                 "soft splits {:?} do not tile a {}x{} image",
                 self.soft_splits, self.img_size, self.img_size
             )));
         }
-        let widths = match &self.backbone {
-            Backbone::Dense {
-                growth_rate,
-                stages,
-            } => dense_widths(self.embed_dim, *growth_rate, stages),
-            _ => vec![self.embed_dim],
-        };
+        let widths = self.block_widths();
         if let Some(w) = widths.iter().find(|w| *w % self.num_heads != 0) {
             return Err(ModelError::BadConfig(format!(
                 "width {w} is not divisible by num_heads {}",
                 self.num_heads
             )));
+        }
+        for &width in &widths {
+            check_mlp_ratio(width, self.mlp_ratio)?;
         }
         if self.backbone == Backbone::Ghost && self.mlp_hidden() != 3 * self.embed_dim {
             return Err(ModelError::BadConfig(
@@ -182,11 +210,108 @@ impl T2tVitConfig {
             ("drop_rate", self.drop_rate),
             ("attn_drop_rate", self.attn_drop_rate),
             ("drop_path_rate", self.drop_path_rate),
-        ])
+        ])?;
+        check_activations(self.img_size, self.in_chans, &self.activations(sides))?;
+        check_parameters(self.estimated_parameters(sides))
+    }
+
+    /// Sides of the token grids after the three soft splits, each split
+    /// checked to be well formed and to fit its input.
+    fn split_sides(&self) -> Result<[usize; 3], ModelError> {
+        let mut size = self.img_size;
+        let mut sides = [0; 3];
+        for (index, (s, side)) in self.soft_splits.iter().zip(&mut sides).enumerate() {
+            if s.kernel == 0 || s.stride == 0 || 2 * s.padding >= s.kernel {
+                return Err(ModelError::BadConfig(format!(
+                    "soft split {index} {s:?} needs kernel >= 1, stride >= 1 and \
+                     padding < kernel / 2"
+                )));
+            }
+            let reach = size.saturating_add(2 * s.padding);
+            if size == 0 || reach < s.kernel {
+                return Err(ModelError::BadConfig(format!(
+                    "img_size {} is too small for soft split {index} (kernel {})",
+                    self.img_size, s.kernel
+                )));
+            }
+            *side = (reach - s.kernel) / s.stride + 1;
+            size = *side;
+        }
+        Ok(sides)
+    }
+
+    /// Input widths of the blocks.
+    fn block_widths(&self) -> Vec<usize> {
+        match &self.backbone {
+            Backbone::Dense {
+                growth_rate,
+                stages,
+            } => dense_widths(self.embed_dim, *growth_rate, stages),
+            _ => vec![self.embed_dim],
+        }
+    }
+
+    /// The largest tensors of each stage for one image, given the grid sides.
+    fn activations(&self, [side0, side1, side2]: [usize; 3]) -> [Activation; 3] {
+        let [s0, s1, s2] = self.soft_splits;
+        let transformer = self.tokens_type == TokensType::Transformer;
+        let features = |channels: usize, s: SplitSpec| channels * s.kernel * s.kernel;
+        let widest_block = self.block_widths().into_iter().max().unwrap_or(0);
+        let block_width = (3 * widest_block).max(mlp_hidden(widest_block, self.mlp_ratio));
+        let tokens = |side: usize| side.saturating_mul(side);
+        [
+            Activation {
+                stage: "after the first soft split",
+                tokens: tokens(side0),
+                width: features(self.in_chans, s0).max(3 * self.token_dim),
+                softmax: transformer,
+            },
+            Activation {
+                stage: "after the second soft split",
+                tokens: tokens(side1),
+                width: features(self.token_dim, s1).max(3 * self.token_dim),
+                softmax: transformer,
+            },
+            Activation {
+                stage: "in the blocks",
+                tokens: tokens(side2) + 1,
+                width: features(self.token_dim, s2).max(block_width),
+                softmax: true,
+            },
+        ]
+    }
+
+    /// About as many parameters as the model has: the T2T module's Linear
+    /// layers, the position table, the blocks and the head.
+    fn estimated_parameters(&self, [_, _, side2]: [usize; 3]) -> f64 {
+        let [s0, s1, s2] = self.soft_splits.map(|s| (s.kernel * s.kernel) as f64);
+        let (channels, token_dim, embed_dim) = (
+            self.in_chans as f64,
+            self.token_dim as f64,
+            self.embed_dim as f64,
+        );
+        // kqv, proj and the two MLP layers of each token layer, then project.
+        let token_layer = |inputs: f64| 3.0 * inputs * token_dim + 3.0 * token_dim * token_dim;
+        let t2t =
+            token_layer(channels * s0) + token_layer(token_dim * s1) + token_dim * s2 * embed_dim;
+        let positions = ((side2 * side2) as f64 + 1.0) * embed_dim;
+        let widths = self.block_widths();
+        let blocks: f64 = match self.backbone {
+            Backbone::Dense { .. } => widths
+                .iter()
+                .map(|&w| block_parameters(w, mlp_hidden(w, self.mlp_ratio)))
+                .sum(),
+            _ => {
+                self.depth as f64
+                    * block_parameters(self.embed_dim, mlp_hidden(self.embed_dim, self.mlp_ratio))
+            }
+        };
+        let head_inputs = widths.iter().copied().max().unwrap_or(0) as f64;
+        t2t + positions + blocks + head_inputs * self.num_classes as f64
     }
 
     fn mlp_hidden(&self) -> usize {
-        (self.embed_dim as f64 * self.mlp_ratio) as usize
+        mlp_hidden(self.embed_dim, self.mlp_ratio)
     }
 
     fn attention(&self, dim: usize) -> AttentionConfig {
@@ -202,7 +327,7 @@ impl T2tVitConfig {
     }
 
     pub(crate) fn block(&self, dim: usize, drop_path: f64, device: &Device) -> Block {
-        let hidden = (dim as f64 * self.mlp_ratio) as usize;
+        let hidden = mlp_hidden(dim, self.mlp_ratio);
         let attn = self.attention(dim).init(device);
         let mlp = Mlp::new(dim, hidden, dim, self.drop_rate, device);
         Block::new(dim, attn, mlp, drop_path, LAYER_NORM_EPS, device)

@@ -10,7 +10,11 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{class_token, Encoder, Model, Stage};
+use super::{
+    block_parameters, check_activations, check_mlp_ratio, check_parameters, check_range,
+    class_token, mlp_hidden, Activation, Encoder, Model, Stage, MAX_CLASSES, MAX_DEPTH,
+    MAX_IN_CHANS, MAX_WIDTH,
+};
 use crate::layers::{
     layer_norm, linear, AttentionConfig, Block, Dropout, FastAttention, FastAttentionConfig, Mlp,
     PatchEmbed, Sublayer,
@@ -82,33 +86,60 @@ impl VitConfig {
         self.img_size / self.patch_size
     }
 
+    /// Checks every setting, and that an image of `img_size` fits the limits
+    /// of [`super::MAX_TOKENS`] and the others, before anything is built.
     pub fn validate(&self) -> Result<(), ModelError> {
+        check_range("in_chans", self.in_chans, 1..=MAX_IN_CHANS)?;
+        check_range("num_classes", self.num_classes, 0..=MAX_CLASSES)?;
+        check_range("embed_dim", self.embed_dim, 1..=MAX_WIDTH)?;
+        check_range("depth", self.depth, 1..=MAX_DEPTH)?;
         if self.patch_size == 0
             || self.img_size == 0
             || !self.img_size.is_multiple_of(self.patch_size)
         {
             return Err(ModelError::BadConfig(format!(
-                "image size {} is not a positive multiple of the patch size {}",
+                "img_size {} is not a positive multiple of a positive patch_size {}",
                 self.img_size, self.patch_size
             )));
         }
-        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
+        check_range("num_heads", self.num_heads, 1..=self.embed_dim)?;
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return Err(ModelError::BadConfig(format!(
                 "embed_dim {} is not divisible by num_heads {}",
                 self.embed_dim, self.num_heads
             )));
         }
+        check_mlp_ratio(self.embed_dim, self.mlp_ratio)?;
         super::check_rates(&[
             ("drop_rate", self.drop_rate),
             ("attn_drop_rate", self.attn_drop_rate),
             ("drop_path_rate", self.drop_path_rate),
-        ])
+        ])?;
+        let tokens = self.grid_size().saturating_mul(self.grid_size()) + 1;
+        let hidden = mlp_hidden(self.embed_dim, self.mlp_ratio);
+        check_activations(
+            self.img_size,
+            self.in_chans,
+            &[Activation {
+                stage: "in the blocks",
+                tokens,
+                width: (3 * self.embed_dim).max(hidden),
+                softmax: self.mixer == Mixer::Softmax,
+            }],
+        )?;
+        let (dim, patch) = (self.embed_dim as f64, self.patch_size as f64);
+        check_parameters(
+            self.in_chans as f64 * patch * patch * dim
+                + tokens as f64 * dim
+                + self.depth as f64 * block_parameters(self.embed_dim, hidden)
+                + dim * self.num_classes as f64,
+        )
     }
 
     pub fn init(&self, device: &Device) -> Result<Model, ModelError> {
         self.validate()?;
         let dim = self.embed_dim;
-        let hidden = (dim as f64 * self.mlp_ratio) as usize;
+        let hidden = mlp_hidden(dim, self.mlp_ratio);
         let rates = super::drop_path_rates(self.drop_path_rate, self.depth);
         let mlp = || Mlp::new(dim, hidden, dim, self.drop_rate, device);
         let model = match self.mixer {

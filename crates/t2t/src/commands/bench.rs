@@ -17,8 +17,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let spec = resolve_model(&args.model.model, &args.model.overrides)?;
     let size = spec.config.img_size();
     let classes = spec.config.num_classes();
-    let shape = [args.batch_size, 3, size, size];
+    let shape = [args.batch_size, spec.config.in_chans(), size, size];
     let times_ms = if args.train {
+        ensure!(
+            classes > 0,
+            "bench --train needs a classification head for its loss, and --num-classes 0 \
+             (num_classes=0) builds a model without one"
+        );
         let device = Device::default().autodiff();
         let mut model = spec.config.init(&device)?;
         let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);

@@ -22,6 +22,10 @@ const CHUNK: usize = 16;
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let spec = resolve_model(&args.model.model, &args.model.overrides)?;
     let classes = spec.config.num_classes();
+    ensure!(
+        classes > 0,
+        "predict needs class scores, and --num-classes 0 (num_classes=0) builds a model without a head"
+    );
     ensure!(args.topk >= 1, "--topk must be at least 1");
     let names = class_names(args.class_map.as_deref(), classes)?;
     let files = expand_inputs(&args.images)?;
@@ -51,7 +55,19 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             TensorData::new(pixels, [chunk.len(), 3, size, size]),
             &device,
         );
-        let probs: Vec<f32> = softmax(model.forward(images), 1)
+        let logits = model.forward(images);
+        let values: Vec<f32> = logits.clone().into_data().try_to_vec().expect("f32 output");
+        if let Some(row) = values
+            .chunks(classes)
+            .position(|row| row.iter().any(|v| !v.is_finite()))
+        {
+            bail!(
+                "{}: the model produced non-finite logits (NaN or infinity) for {}",
+                args.checkpoint.display(),
+                chunk[row].display()
+            );
+        }
+        let probs: Vec<f32> = softmax(logits, 1)
             .into_data()
             .try_to_vec()
             .expect("f32 output");
