@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use burn::tensor::{Device, Distribution, Tensor};
 use serde_json::Value;
-use t2t_models::import::{adapt_for_finetuning, import_weights};
+use t2t_models::import::{adapt_for_finetuning, import_weights, WeightsChoice};
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, state_dict, write_safetensors, HostTensor, StateDict};
 
@@ -81,7 +81,7 @@ fn check(model: &str, kwargs: &[&str], weights: &Path, opset: i64, tolerance: f6
     // t2t's own logits for the same weights.
     let mut spec = registry::find(model).unwrap();
     spec.config.apply_kwargs(kwargs).unwrap();
-    let imported = import_weights(weights, false).unwrap();
+    let imported = import_weights(weights, WeightsChoice::Preferred).unwrap();
     let device = Device::default();
     let net = spec.config.init(&device).unwrap();
     let mut dict = imported.dict;

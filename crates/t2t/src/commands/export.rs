@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use burn::tensor::Device;
 use serde_json::json;
+use t2t_models::import::WeightsChoice;
 use t2t_models::onnx;
 use t2t_models::weights::{load_state_dict, write_atomically, HostTensor};
 use t2t_models::Model;
@@ -14,7 +15,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let spec = resolve_model(&args.model.model, &args.model.overrides)?;
     // Refuse before reading a possibly large checkpoint.
     onnx::check_exportable(&spec.config, args.opset)?;
-    let imported = load_weights(&args.weights, args.no_ema)?;
+    let imported = load_weights(&args.weights, WeightsChoice::from_flags(args.no_ema, false))?;
     let mut dict = imported.dict;
     let model = spec.config.init(&Device::default())?;
     if let Model::T2tVit(m) = &model {
