@@ -2,9 +2,6 @@
 //! refused with one `error:` line (or a verification failure), never a
 //! panic, a crash, a memory blow-up or a silent pass.
 
-// The helper reaps its child with `wait4` (for the peak RSS), which clippy
-// does not recognise as waiting.
-#[allow(clippy::zombie_processes)]
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -3,9 +3,6 @@
 //! not match, output directories in use or already holding a run, and runs
 //! killed at any moment.
 
-// `support::run_t2t` reaps its child with `wait4`, which clippy does not see.
-#![allow(clippy::zombie_processes)]
-
 mod support;
 
 use std::fs::File;

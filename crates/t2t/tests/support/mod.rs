@@ -27,6 +27,8 @@ pub struct Run {
 
 /// Runs `t2t args` with the working directory `dir`, killing it past twice
 /// `MAX_SECONDS`, and measures its peak resident memory (`wait4`'s rusage).
+// The child is reaped by `wait4`, which the lint does not see.
+#[allow(clippy::zombie_processes)]
 pub fn run_t2t(args: &[&str], dir: &Path) -> Run {
     let out = tempfile::tempdir().unwrap();
     let (stdout_path, stderr_path) = (out.path().join("stdout"), out.path().join("stderr"));
