@@ -5,6 +5,8 @@
 //! the time and memory limits, or, where the file is fine, in the right
 //! output and nothing written elsewhere.
 
+// The helper reaps its child with `wait4`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 mod support;
 
 #[path = "../../t2t-pickle/tests/common/mod.rs"]
