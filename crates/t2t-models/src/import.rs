@@ -116,11 +116,16 @@ pub fn adapt_for_finetuning(
         _ => false,
     };
     if differs("head.weight", dict) || differs("head.bias", dict) {
-        let bias_shape = |d: &StateDict| d.tensors.get("head.bias").map(|t| t.shape.clone());
+        // The class count, from a bias of any rank.
+        let classes = |d: &StateDict| match d.tensors.get("head.bias").map(|t| &t.shape[..]) {
+            Some([classes]) => classes.to_string(),
+            Some(shape) => format!("head.bias of shape {shape:?}"),
+            None => "0".to_string(),
+        };
         notes.push(format!(
-            "head replaced and re-initialised: head.bias {:?} -> {:?}",
-            bias_shape(dict).unwrap_or_default(),
-            bias_shape(&own).unwrap_or_default()
+            "head replaced and re-initialised: {} -> {} classes",
+            classes(dict),
+            classes(&own)
         ));
         for key in ["head.weight", "head.bias"] {
             dict.tensors
@@ -286,7 +291,10 @@ mod tests {
             "{notes:?}"
         );
         assert!(
-            notes.iter().any(|n| n.contains("head replaced")),
+            notes
+                .iter()
+                .any(|n| n
+                    == "head replaced and re-initialised: head.bias of shape [] -> 10 classes"),
             "{notes:?}"
         );
         assert_eq!(dict.tensors["pos_embed"], own.tensors["pos_embed"]);
