@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::models::Model;
-use crate::weights::{read_safetensors, state_dict, HostTensor, StateDict};
+use crate::weights::{is_reference_key, read_safetensors, state_dict, HostTensor, StateDict};
 use crate::ModelError;
 
 /// Weights read from a file, and where exactly they came from.
@@ -157,22 +157,30 @@ pub fn import_weights(path: &Path, choice: WeightsChoice) -> Result<Imported, Mo
     if file.extension().is_some_and(|e| e == "safetensors") {
         return import_run_weights(&file, choice);
     }
+    let file_error = |reason: String| ModelError::WeightsFile {
+        path: file.display().to_string(),
+        reason,
+    };
     let no_ema = choice == WeightsChoice::Raw;
     let (key, tensors) =
-        t2t_pickle::load_weights(&file, no_ema).map_err(|e| ModelError::WeightsFile {
-            path: file.display().to_string(),
-            reason: e.kind.to_string(),
-        })?;
+        t2t_pickle::load_weights(&file, no_ema).map_err(|e| file_error(e.kind.to_string()))?;
     if choice == WeightsChoice::Ema && !key.contains("ema") {
-        return Err(ModelError::WeightsFile {
-            path: file.display().to_string(),
-            reason: "--ema: the checkpoint holds no EMA weights".to_string(),
-        });
+        return Err(file_error(
+            "--ema: the checkpoint holds no EMA weights".to_string(),
+        ));
     }
     let paddle = t2t_pickle::is_paddle(&file);
-    let tensors: BTreeMap<String, HostTensor> = tensors
+    let tensors = tensors
         .into_iter()
         .map(|(name, t)| {
+            // Integers were converted to f32 on reading, and would load as
+            // weights without a word.
+            if !t.dtype.is_float() && !is_reference_key(&name) {
+                return Err(file_error(format!(
+                    "tensor {name} is stored as {}; weights must be floating point",
+                    t.dtype
+                )));
+            }
             let tensor = HostTensor::new(t.shape, t.values);
             // Paddle stores Linear weights [in, out].
             let tensor = if paddle && tensor.shape.len() == 2 && name.ends_with(".weight") {
@@ -180,9 +188,9 @@ pub fn import_weights(path: &Path, choice: WeightsChoice) -> Result<Imported, Mo
             } else {
                 tensor
             };
-            (name, tensor)
+            Ok((name, tensor))
         })
-        .collect();
+        .collect::<Result<BTreeMap<String, HostTensor>, ModelError>>()?;
     let shown = if key.is_empty() {
         "bare state dict"
     } else {
@@ -254,8 +262,13 @@ fn recorded_preference(file: &Path) -> Result<WeightsKind, ModelError> {
 /// size is replaced by the model's freshly initialised one, and a position
 /// table of another size is regenerated (T2T-ViT's fixed sinusoid) or
 /// resized bicubically with the class row kept (ViT's learned table).
-/// Returns what was changed, one line each.
-pub fn adapt_for_finetuning(model: &Model, dict: &mut StateDict) -> Vec<String> {
+/// Returns what was changed, one line each; a position table that is not
+/// `[1, tokens, dim]` with the model's `dim` is an error naming `source`.
+pub fn adapt_for_finetuning(
+    model: &Model,
+    dict: &mut StateDict,
+    source: &str,
+) -> Result<Vec<String>, ModelError> {
     let own = state_dict(model);
     let mut notes = Vec::new();
     let differs = |key: &str, dict: &StateDict| match (dict.tensors.get(key), own.tensors.get(key))
@@ -264,7 +277,12 @@ pub fn adapt_for_finetuning(model: &Model, dict: &mut StateDict) -> Vec<String> 
         _ => false,
     };
     if differs("head.weight", dict) || differs("head.bias", dict) {
-        let classes = |d: &StateDict| d.tensors.get("head.bias").map(|t| t.shape[0]).unwrap_or(0);
+        // The class count, from a bias of any rank.
+        let classes = |d: &StateDict| match d.tensors.get("head.bias").map(|t| &t.shape[..]) {
+            Some([classes]) => classes.to_string(),
+            Some(shape) => format!("head.bias of shape {shape:?}"),
+            None => "0".to_string(),
+        };
         notes.push(format!(
             "head replaced and re-initialised: {} -> {} classes",
             classes(dict),
@@ -278,6 +296,16 @@ pub fn adapt_for_finetuning(model: &Model, dict: &mut StateDict) -> Vec<String> 
     if differs("pos_embed", dict) {
         let ours = &own.tensors["pos_embed"];
         let theirs = &dict.tensors["pos_embed"];
+        let dim = ours.shape[2];
+        if !matches!(theirs.shape[..], [1, _, d] if d == dim) {
+            return Err(ModelError::WeightsMismatch {
+                path: source.to_string(),
+                problems: vec![format!(
+                    "pos_embed has shape {:?}, the model needs [1, tokens, {dim}] (here {:?})",
+                    theirs.shape, ours.shape
+                )],
+            });
+        }
         let note = format!("pos_embed {:?} -> {:?}", theirs.shape, ours.shape);
         let adapted = match model {
             Model::Vit(_) | Model::Fvit(_) => match resize_position_table(theirs, ours.shape[1]) {
@@ -301,25 +329,29 @@ pub fn adapt_for_finetuning(model: &Model, dict: &mut StateDict) -> Vec<String> 
         };
         dict.tensors.insert("pos_embed".to_string(), adapted);
     }
-    notes
+    Ok(notes)
 }
 
 /// `[1, 1 + g², D]` → `[1, rows, D]` (rows = 1 + h²): the grid part is
 /// resized bicubically like `F.interpolate(mode='bicubic', align_corners=False)`,
-/// the class row is kept. None when either side is not a square grid.
+/// the class row is kept. None when either side is not a square grid of at
+/// least one position, or the table is not `[1, tokens, D]`.
 pub fn resize_position_table(table: &HostTensor, rows: usize) -> Option<HostTensor> {
-    let dim = table.shape[2];
-    let old = square_side(table.shape[1] - 1)?;
-    let new = square_side(rows - 1)?;
+    let [1, tokens, dim] = table.shape[..] else {
+        return None;
+    };
+    let old = square_side(tokens.checked_sub(1)?)?;
+    let new = square_side(rows.checked_sub(1)?)?;
     let grid = &table.values[dim..];
     let mut values = table.values[..dim].to_vec();
     values.extend(resize_bicubic(grid, old, new, dim));
     Some(HostTensor::new(vec![1, rows, dim], values))
 }
 
+/// The side of a non-empty square grid of `n` positions.
 fn square_side(n: usize) -> Option<usize> {
     let side = (n as f64).sqrt().round() as usize;
-    (side * side == n).then_some(side)
+    (side > 0 && side * side == n).then_some(side)
 }
 
 /// PyTorch's cubic convolution kernel, a = -0.75.
@@ -375,6 +407,59 @@ mod tests {
             }
         }
         HostTensor::new(vec![1, 1 + side * side, dim], values)
+    }
+
+    /// A one-block ViT with a 10-class head and its own weights.
+    fn small_vit() -> (Model, StateDict) {
+        let mut config = crate::registry::find("vit_tiny_patch16_224")
+            .unwrap()
+            .config;
+        config.apply_kwargs(&["depth=1", "num_classes=10"]).unwrap();
+        let model = config.init(&burn::tensor::Device::default()).unwrap();
+        let weights = state_dict(&model);
+        (model, weights)
+    }
+
+    #[test]
+    fn position_tables_of_another_rank_are_errors_naming_the_shapes() {
+        let (model, own) = small_vit();
+        let dim = own.tensors["pos_embed"].shape[2];
+        for shape in [vec![197, dim], vec![dim], vec![], vec![1, 197, dim + 1]] {
+            let mut dict = own.clone();
+            let values = vec![0.5; shape.iter().product()];
+            let table = HostTensor::new(shape.clone(), values);
+            dict.tensors.insert("pos_embed".into(), table);
+            let error = adapt_for_finetuning(&model, &mut dict, "bad.pth").unwrap_err();
+            let expected =
+                format!("pos_embed has shape {shape:?}, the model needs [1, tokens, {dim}]");
+            assert!(error.to_string().contains(&expected), "{error}");
+            assert!(error.to_string().contains("bad.pth"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_class_row_without_a_grid_and_a_scalar_head_are_replaced() {
+        let (model, own) = small_vit();
+        let dim = own.tensors["pos_embed"].shape[2];
+        let mut dict = own.clone();
+        let class_row = HostTensor::new(vec![1, 1, dim], vec![0.5; dim]);
+        dict.tensors.insert("pos_embed".into(), class_row);
+        let scalar = HostTensor::new(vec![], vec![0.5]);
+        dict.tensors.insert("head.bias".into(), scalar);
+        let notes = adapt_for_finetuning(&model, &mut dict, "odd.pth").unwrap();
+        assert!(
+            notes.iter().any(|n| n.contains("not a square grid")),
+            "{notes:?}"
+        );
+        assert!(
+            notes
+                .iter()
+                .any(|n| n
+                    == "head replaced and re-initialised: head.bias of shape [] -> 10 classes"),
+            "{notes:?}"
+        );
+        assert_eq!(dict.tensors["pos_embed"], own.tensors["pos_embed"]);
+        assert_eq!(dict.tensors["head.bias"], own.tensors["head.bias"]);
     }
 
     #[test]

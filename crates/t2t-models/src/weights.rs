@@ -7,12 +7,14 @@
 //! `[in, out]` Linear weights are transposed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
+use tempfile::NamedTempFile;
 
 use crate::ModelError;
 
@@ -213,6 +215,12 @@ pub fn state_dict<M: Module>(model: &M) -> StateDict {
     }
 }
 
+/// Whether `key` names reference data (inputs and activations that `verify`
+/// compares against) rather than a weight.
+pub fn is_reference_key(key: &str) -> bool {
+    key.starts_with("__")
+}
+
 /// Loads every parameter of `model` from `dict`. Keys starting with `__`
 /// (reference activations) are ignored. Missing, unexpected and wrong-shape
 /// tensors are all reported in one error that names `source`.
@@ -233,29 +241,27 @@ pub fn load_state_dict<M: Module>(
             linear_weight: bool,
             param: Param<Tensor<D>>,
         ) -> Param<Tensor<D>> {
-            let Some(stored) = self.dict.tensors.get(key) else {
+            let Some(as_stored) = self.dict.tensors.get(key) else {
                 self.problems.push(format!("missing {key}"));
                 return param;
             };
             self.used.insert(key.to_string());
-            let stored = if linear_weight && stored.shape.len() == 2 {
-                stored.transposed()
+            let stored = if linear_weight && as_stored.shape.len() == 2 {
+                as_stored.transposed()
             } else {
-                stored.clone()
+                as_stored.clone()
             };
             let expected = param.lazy_shape().to_vec();
             if stored.shape != expected {
-                let shown = |s: &[usize]| {
-                    if linear_weight {
-                        vec![s[1], s[0]]
-                    } else {
-                        s.to_vec()
-                    }
-                };
+                // Both in PyTorch's layout: the shape as the file stores it,
+                // and burn's `[in, out]` Linear weight turned to `[out, in]`.
+                let mut needed = expected;
+                if linear_weight {
+                    needed.reverse();
+                }
                 self.problems.push(format!(
-                    "{key} has shape {:?}, the model needs {:?}",
-                    shown(&stored.shape),
-                    shown(&expected)
+                    "{key} has shape {:?}, the model needs {needed:?}",
+                    as_stored.shape
                 ));
                 return param;
             }
@@ -275,7 +281,7 @@ pub fn load_state_dict<M: Module>(
     problems.extend(
         dict.tensors
             .keys()
-            .filter(|k| !k.starts_with("__") && !loader.used.contains(*k))
+            .filter(|k| !is_reference_key(k) && !loader.used.contains(*k))
             .map(|k| format!("unexpected {k}")),
     );
     if problems.is_empty() {
@@ -295,7 +301,9 @@ fn file_error(path: &Path, reason: impl ToString) -> ModelError {
     }
 }
 
-/// Reads every tensor of a safetensors file, converted to f32.
+/// Reads every tensor of a safetensors file, converted to f32. Integer
+/// tensors are refused unless they are reference data: converted, they
+/// would load as weights without a word.
 pub fn read_safetensors(path: &Path) -> Result<StateDict, ModelError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
@@ -309,6 +317,15 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, ModelError> {
             Dtype::F64 => DType::F64,
             Dtype::F16 => DType::F16,
             Dtype::BF16 => DType::BF16,
+            Dtype::I64 | Dtype::I32 | Dtype::U8 if !is_reference_key(&name) => {
+                return Err(file_error(
+                    path,
+                    format!(
+                        "tensor {name} is stored as {:?}; weights must be floating point",
+                        view.dtype()
+                    ),
+                ))
+            }
             Dtype::I64 => DType::I64,
             Dtype::I32 => DType::I32,
             Dtype::U8 => DType::U8,
@@ -352,16 +369,46 @@ pub fn write_safetensors(path: &Path, dict: &StateDict) -> Result<(), ModelError
     write_atomically(path, &encoded)
 }
 
-/// Writes `bytes` to `path` via a sibling temporary file and a rename.
+/// Writes `bytes` to `path` via a sibling temporary file, flushed to disk
+/// before it is renamed over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let mut temp = temp_file_beside(path)?;
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| file_error(path, e))?;
+    replace_with(temp, path)
+}
+
+/// A new temporary file in `path`'s folder, to be renamed over `path` by
+/// [`replace_with`]. Its name is random and it is created exclusively, so
+/// nothing planted in the folder (a symlink at a predictable name) can
+/// redirect the write; it is removed if dropped before the rename. It gets
+/// the permissions a plain new file would (0666 less the umask).
+pub fn temp_file_beside(path: &Path) -> Result<NamedTempFile, ModelError> {
     let file_name = path
         .file_name()
         .ok_or_else(|| file_error(path, "not a file path"))?
         .to_string_lossy();
-    let temp = path.with_file_name(format!(".{file_name}.tmp"));
-    std::fs::write(&temp, bytes).map_err(|e| file_error(path, e))?;
-    std::fs::rename(&temp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        file_error(path, e)
-    })
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let extension = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let prefix = format!(".{file_name}.");
+    let mut builder = tempfile::Builder::new();
+    // The extension stays last: some writers pick the format by it.
+    builder.prefix(&prefix).suffix(&extension);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(folder).map_err(|e| file_error(path, e))
+}
+
+/// Renames `temp` (from [`temp_file_beside`]) over `path`.
+pub fn replace_with(temp: NamedTempFile, path: &Path) -> Result<(), ModelError> {
+    temp.persist(path)
+        .map(drop)
+        .map_err(|e| file_error(path, e.error))
 }

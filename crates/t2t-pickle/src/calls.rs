@@ -4,7 +4,7 @@
 //! global is refused, so nothing a file names is ever executed.
 
 use crate::dtype::{DType, Layout};
-use crate::error::{malformed, ErrorKind};
+use crate::error::{malformed, preview, ErrorKind};
 use crate::value::Global;
 use crate::vm::{Id, Node, Object, StorageRef, TensorData, TensorRef};
 
@@ -43,7 +43,8 @@ pub(crate) fn persistent_storage(nodes: &[Node], pid: Id) -> Result<StorageRef, 
     let kind = string(nodes, *kind)?;
     if kind != "storage" {
         return Err(ErrorKind::Unsupported(format!(
-            "persistent id of kind {kind:?}"
+            "persistent id of kind {:?}",
+            preview(kind)
         )));
     }
     if rest.iter().any(|&view| !matches!(nodes[view], Node::None)) {
@@ -191,7 +192,7 @@ fn numpy_dtype(nodes: &[Node], id: Id) -> Result<DType, ErrorKind> {
     };
     let code = string(nodes, code)?;
     let parsed = DType::from_numpy(code)
-        .ok_or_else(|| ErrorKind::Unsupported(format!("numpy dtype {code:?}")))?;
+        .ok_or_else(|| ErrorKind::Unsupported(format!("numpy dtype {:?}", preview(code))))?;
     // The state is (version, byte order, ...); '>' marks big-endian data.
     if let Some(state) = dtype.state {
         if let [_, order, ..] = tuple(nodes, state)? {
@@ -213,7 +214,7 @@ fn storage_dtype(class: &Global) -> Result<DType, ErrorKind> {
         }
         _ => None,
     };
-    dtype.ok_or_else(|| ErrorKind::Unsupported(format!("storage type {class}")))
+    dtype.ok_or_else(|| ErrorKind::Unsupported(format!("storage type {}", preview(class))))
 }
 
 fn tuple(nodes: &[Node], id: Id) -> Result<&[Id], ErrorKind> {

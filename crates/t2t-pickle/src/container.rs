@@ -5,16 +5,17 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{self, BufReader, Read, Seek};
 use std::ops::Range;
 use std::path::Path;
 
 use zip::result::ZipError;
 use zip::ZipArchive;
 
+use crate::budget::Budget;
 use crate::cursor::Cursor;
 use crate::dtype::DType;
-use crate::error::{malformed, ErrorKind};
+use crate::error::{malformed, preview, ErrorKind};
 use crate::materialize::{Materializer, NoStorages, Storages};
 use crate::value::Value;
 use crate::vm::{unpickle, Node};
@@ -30,34 +31,24 @@ const LEGACY_PROTOCOL: i64 = 1001;
 /// Interprets the checkpoint at `path`, whatever its container.
 pub(crate) fn read(path: &Path) -> Result<Value, ErrorKind> {
     let mut file = File::open(path)?;
-    let budget = budget_for(file.metadata()?.len());
+    let mut budget = Budget::for_file(file.metadata()?.len());
     let mut head = Vec::new();
     (&mut file)
         .take(ZIP_MAGIC.len() as u64)
         .read_to_end(&mut head)?;
     file.rewind()?;
     if head == ZIP_MAGIC {
-        read_zip(BufReader::new(file), budget)
+        read_zip(BufReader::new(file), &mut budget)
     } else if head.first() == Some(&PROTO) {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        read_pickles(&bytes, budget)
+        read_pickles(&bytes, &mut budget)
     } else {
         Err(ErrorKind::UnknownFormat)
     }
 }
 
-/// How many bytes reading may produce: generous for real checkpoints (f16
-/// storages double when widened to f32, tied weights are copied per use),
-/// yet proportional to the file so that hostile input cannot exhaust memory.
-fn budget_for(file_len: u64) -> usize {
-    usize::try_from(file_len)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(16)
-        .saturating_add(64 << 20)
-}
-
-fn read_zip<R: Read + Seek>(reader: R, budget: usize) -> Result<Value, ErrorKind> {
+fn read_zip<R: Read + Seek>(reader: R, budget: &mut Budget) -> Result<Value, ErrorKind> {
     let mut archive = ZipArchive::new(reader)?;
     let root = archive_root(&archive)?;
     let byteorder = format!("{root}/byteorder");
@@ -68,13 +59,16 @@ fn read_zip<R: Read + Seek>(reader: R, budget: usize) -> Result<Value, ErrorKind
         return Err(ErrorKind::Unsupported("big-endian storages".into()));
     }
     let data = format!("{root}/data.pkl");
-    let pickle = read_at_most(&mut archive, &data, budget.saturating_add(1))?;
-    if pickle.len() > budget {
+    // The decompressed pickle is held in memory, so it counts as copied data.
+    let limit = budget.bytes.remaining();
+    let pickle = read_at_most(&mut archive, &data, limit.saturating_add(1))?;
+    if pickle.len() > limit {
         return Err(ErrorKind::TooLarge(format!("{data} is implausibly large")));
     }
-    let pickle = unpickle(&pickle, 0)?;
+    budget.bytes.charge(pickle.len())?;
+    let pickle = unpickle(&pickle, 0, budget)?;
     let mut storages = ZipStorages { archive, root };
-    Materializer::new(&mut storages, budget).value(&pickle.nodes, pickle.root)
+    Materializer::new(&mut storages, &mut budget.output).value(&pickle.nodes, pickle.root)
 }
 
 /// The folder all entries sit in: torch names it after the file (or
@@ -92,20 +86,27 @@ fn archive_root<R: Read + Seek>(archive: &ZipArchive<R>) -> Result<String, Error
 }
 
 /// Up to `limit` bytes of entry `name`, decompressed; the limit keeps a
-/// highly compressed entry from expanding without bound.
+/// highly compressed entry from expanding without bound. The rest of the
+/// entry is read and dropped, because the zip reader checks an entry's
+/// CRC-32 only once it reaches its end: a corrupt byte anywhere is refused,
+/// as Python's zipfile does, instead of silently changing a weight.
 fn read_at_most<R: Read + Seek>(
     archive: &mut ZipArchive<R>,
     name: &str,
     limit: usize,
 ) -> Result<Vec<u8>, ErrorKind> {
-    let entry = archive.by_name(name).map_err(|error| match error {
-        ZipError::FileNotFound => malformed(format!("zip archive has no {name}")),
+    let mut entry = archive.by_name(name).map_err(|error| match error {
+        ZipError::FileNotFound => malformed(format!("zip archive has no {}", preview(name))),
         error => error.into(),
     })?;
+    let damaged =
+        |error: io::Error| malformed(format!("zip entry {} is damaged: {error}", preview(name)));
     let mut bytes = Vec::new();
-    entry
+    (&mut entry)
         .take(u64::try_from(limit).unwrap_or(u64::MAX))
-        .read_to_end(&mut bytes)?;
+        .read_to_end(&mut bytes)
+        .map_err(damaged)?;
+    io::copy(&mut entry, &mut io::sink()).map_err(damaged)?;
     Ok(bytes)
 }
 
@@ -121,7 +122,8 @@ impl<R: Read + Seek> Storages for ZipStorages<R> {
         let bytes = read_at_most(&mut self.archive, &name, len)?;
         if bytes.len() < len {
             return Err(malformed(format!(
-                "{name} is shorter than its persistent id says"
+                "{} is shorter than its persistent id says",
+                preview(&name)
             )));
         }
         Ok(Cow::Owned(bytes))
@@ -130,7 +132,7 @@ impl<R: Read + Seek> Storages for ZipStorages<R> {
 
 /// A stream of pickles: one plain pickle, or torch's legacy layout when the
 /// first one is torch's magic number.
-fn read_pickles(bytes: &[u8], budget: usize) -> Result<Value, ErrorKind> {
+fn read_pickles(bytes: &[u8], budget: &mut Budget) -> Result<Value, ErrorKind> {
     let mut pos = 0;
     let first = plain_pickle(bytes, &mut pos, budget)?;
     if first != Value::BigInt(LEGACY_MAGIC.to_vec()) {
@@ -139,7 +141,8 @@ fn read_pickles(bytes: &[u8], budget: usize) -> Result<Value, ErrorKind> {
     let protocol = plain_pickle(bytes, &mut pos, budget)?;
     if protocol != Value::Int(LEGACY_PROTOCOL) {
         return Err(ErrorKind::Unsupported(format!(
-            "legacy torch protocol {protocol:?}"
+            "legacy torch protocol {}",
+            preview(format_args!("{protocol:?}"))
         )));
     }
     let sys_info = plain_pickle(bytes, &mut pos, budget)?;
@@ -148,18 +151,18 @@ fn read_pickles(bytes: &[u8], budget: usize) -> Result<Value, ErrorKind> {
             "big-endian legacy checkpoint".into(),
         ));
     }
-    let object = unpickle(bytes, pos)?;
+    let object = unpickle(bytes, pos, budget)?;
     pos = object.end;
     let keys = plain_pickle(bytes, &mut pos, budget)?;
     let mut storages = LegacyStorages::locate(bytes, pos, &keys, &object.nodes)?;
-    Materializer::new(&mut storages, budget).value(&object.nodes, object.root)
+    Materializer::new(&mut storages, &mut budget.output).value(&object.nodes, object.root)
 }
 
 /// The pickle at `*pos`, which is moved past it; it may not name storages.
-fn plain_pickle(bytes: &[u8], pos: &mut usize, budget: usize) -> Result<Value, ErrorKind> {
-    let pickle = unpickle(bytes, *pos)?;
+fn plain_pickle(bytes: &[u8], pos: &mut usize, budget: &mut Budget) -> Result<Value, ErrorKind> {
+    let pickle = unpickle(bytes, *pos, budget)?;
     *pos = pickle.end;
-    Materializer::new(&mut NoStorages, budget).value(&pickle.nodes, pickle.root)
+    Materializer::new(&mut NoStorages, &mut budget.output).value(&pickle.nodes, pickle.root)
 }
 
 /// Storages of the legacy format, which follow the pickles as records of an
@@ -194,9 +197,12 @@ impl<'a> LegacyStorages<'a> {
             let Value::Str(key) = key else {
                 return Err(malformed("a legacy storage key is not a string"));
             };
-            let dtype = dtypes
-                .get(key.as_str())
-                .ok_or_else(|| malformed(format!("legacy storage {key:?} is listed but unused")))?;
+            let dtype = dtypes.get(key.as_str()).ok_or_else(|| {
+                malformed(format!(
+                    "legacy storage {:?} is listed but unused",
+                    preview(key)
+                ))
+            })?;
             let numel = cursor.u64()?;
             let len = numel
                 .checked_mul(dtype.size() as u64)
@@ -214,11 +220,12 @@ impl Storages for LegacyStorages<'_> {
         let span = self
             .spans
             .get(key)
-            .ok_or_else(|| malformed(format!("legacy storage {key:?} has no data")))?;
+            .ok_or_else(|| malformed(format!("legacy storage {:?} has no data", preview(key))))?;
         let stored = &self.bytes[span.clone()];
         let bytes = stored.get(..len).ok_or_else(|| {
             malformed(format!(
-                "legacy storage {key:?} is shorter than its persistent id says"
+                "legacy storage {:?} is shorter than its persistent id says",
+                preview(key)
             ))
         })?;
         Ok(Cow::Borrowed(bytes))

@@ -1,10 +1,12 @@
 //! Element types of stored tensors and the strided copy to contiguous `f32`.
 
+use std::fmt;
+
 use crate::error::{malformed, ErrorKind};
 
 /// The element types a torch storage or numpy array may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DType {
+pub enum DType {
     F64,
     F32,
     F16,
@@ -20,7 +22,7 @@ pub(crate) enum DType {
 impl DType {
     /// Legacy typed storage classes (`torch.FloatStorage`, ...), which torch
     /// still writes into persistent ids.
-    pub fn from_storage_class(name: &str) -> Option<Self> {
+    pub(crate) fn from_storage_class(name: &str) -> Option<Self> {
         Some(match name {
             "DoubleStorage" => Self::F64,
             "FloatStorage" => Self::F32,
@@ -37,7 +39,7 @@ impl DType {
     }
 
     /// Dtype globals such as `torch.float32`, with their aliases.
-    pub fn from_torch_dtype(name: &str) -> Option<Self> {
+    pub(crate) fn from_torch_dtype(name: &str) -> Option<Self> {
         Some(match name {
             "float64" | "double" => Self::F64,
             "float32" | "float" => Self::F32,
@@ -54,7 +56,7 @@ impl DType {
     }
 
     /// Numpy type codes as `numpy.dtype` pickles them (`'f4'`, ...).
-    pub fn from_numpy(code: &str) -> Option<Self> {
+    pub(crate) fn from_numpy(code: &str) -> Option<Self> {
         Some(match code {
             "f8" => Self::F64,
             "f4" => Self::F32,
@@ -69,7 +71,13 @@ impl DType {
         })
     }
 
-    pub fn size(self) -> usize {
+    /// Whether elements are floating point, as weights must be: the
+    /// values of any other type are converted to `f32` all the same.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F64 | Self::F32 | Self::F16 | Self::BF16)
+    }
+
+    pub(crate) fn size(self) -> usize {
         match self {
             Self::F64 | Self::I64 => 8,
             Self::F32 | Self::I32 => 4,
@@ -99,6 +107,24 @@ impl DType {
             Self::U8 => f32::from(bytes[0]),
             Self::Bool => f32::from(u8::from(bytes[0] != 0)),
         }
+    }
+}
+
+/// torch's names for the types.
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F64 => "float64",
+            Self::F32 => "float32",
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+            Self::I64 => "int64",
+            Self::I32 => "int32",
+            Self::I16 => "int16",
+            Self::I8 => "int8",
+            Self::U8 => "uint8",
+            Self::Bool => "bool",
+        })
     }
 }
 

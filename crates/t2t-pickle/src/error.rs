@@ -1,5 +1,6 @@
 //! One-line errors that name the file they come from.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -23,9 +24,9 @@ pub enum ErrorKind {
     Zip(#[from] zip::result::ZipError),
     #[error("not a checkpoint: neither a torch zip archive nor a pickle")]
     UnknownFormat,
-    #[error("refusing {0}: the file calls it while loading")]
+    #[error("refusing {}: the file calls it while loading", preview(.0))]
     Refused(Global),
-    #[error("refusing a tensor held inside a {0} object")]
+    #[error("refusing a tensor held inside a {} object", preview(.0))]
     TensorInObject(Global),
     #[error("the data ends early (truncated file?)")]
     Truncated,
@@ -50,4 +51,59 @@ impl ErrorKind {
 
 pub(crate) fn malformed(what: impl Into<String>) -> ErrorKind {
     ErrorKind::Malformed(what.into())
+}
+
+/// `value` as text for an error message: cut short after a few dozen
+/// characters, control characters escaped, so that a string from a hostile
+/// file (megabytes long, or holding newlines) cannot flood the one-line error.
+pub(crate) fn preview(value: impl fmt::Display) -> String {
+    const MAX_CHARS: usize = 80;
+    struct Bounded {
+        text: String,
+        chars: usize,
+    }
+    impl fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for c in s.chars() {
+                if self.chars == MAX_CHARS {
+                    // Stops the formatting of the rest of the value.
+                    return Err(fmt::Error);
+                }
+                self.chars += 1;
+                if c.is_control() {
+                    self.text.extend(c.escape_debug());
+                } else {
+                    self.text.push(c);
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut bounded = Bounded {
+        text: String::new(),
+        chars: 0,
+    };
+    if fmt::write(&mut bounded, format_args!("{value}")).is_err() {
+        bounded.text.push_str("...");
+    }
+    bounded.text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_are_short_single_lines() {
+        assert_eq!(preview("os.system"), "os.system");
+        let huge = format!("a\nb{}", "x".repeat(10_000_000));
+        let shown = preview(&huge);
+        assert!(
+            shown.starts_with("a\\nb") && shown.ends_with("..."),
+            "{shown}"
+        );
+        assert!(shown.len() < 100 && !shown.contains('\n'), "{shown}");
+        let list: Vec<u32> = (0..1_000_000).collect();
+        assert!(preview(format_args!("{list:?}")).len() < 100);
+    }
 }

@@ -13,6 +13,7 @@
 //! stream (`_use_new_zipfile_serialization=False`) and a plain pickle of numpy
 //! arrays (Paddle's `.pdparams`).
 
+mod budget;
 mod calls;
 mod container;
 mod cursor;
@@ -24,6 +25,7 @@ mod vm;
 
 use std::path::Path;
 
+pub use dtype::DType;
 pub use error::{ErrorKind, PickleError};
 pub use value::{Global, Tensor, Value};
 

@@ -3,12 +3,14 @@
 //!
 //! Sharing means a small pickle can describe an exponentially large tree, and
 //! a cycle an infinite one, so the walk is bounded in depth and every value it
-//! produces is charged to a byte budget set from the size of the file.
+//! produces is charged to a byte allowance set from the size of the file.
 
 use std::borrow::Cow;
+use std::mem::size_of;
 
+use crate::budget::Allowance;
 use crate::dtype::{gather, Layout};
-use crate::error::{malformed, ErrorKind};
+use crate::error::{malformed, preview, ErrorKind};
 use crate::value::{Global, Tensor, Value};
 use crate::vm::{Id, Node, TensorData, TensorRef};
 
@@ -27,7 +29,8 @@ pub(crate) struct NoStorages;
 impl Storages for NoStorages {
     fn read(&mut self, key: &str, _len: usize) -> Result<Cow<'_, [u8]>, ErrorKind> {
         Err(malformed(format!(
-            "a plain pickle refers to torch storage {key:?}"
+            "a plain pickle refers to torch storage {:?}",
+            preview(key)
         )))
     }
 }
@@ -35,12 +38,12 @@ impl Storages for NoStorages {
 pub(crate) struct Materializer<'s> {
     storages: &'s mut dyn Storages,
     /// Bytes that may still be produced.
-    budget: usize,
+    output: &'s mut Allowance,
 }
 
 impl<'s> Materializer<'s> {
-    pub fn new(storages: &'s mut dyn Storages, budget: usize) -> Self {
-        Self { storages, budget }
+    pub fn new(storages: &'s mut dyn Storages, output: &'s mut Allowance) -> Self {
+        Self { storages, output }
     }
 
     pub fn value(&mut self, nodes: &[Node], root: Id) -> Result<Value, ErrorKind> {
@@ -48,10 +51,12 @@ impl<'s> Materializer<'s> {
     }
 
     fn charge(&mut self, bytes: usize) -> Result<(), ErrorKind> {
-        self.budget = self.budget.checked_sub(bytes).ok_or_else(|| {
-            ErrorKind::TooLarge("the pickle expands far beyond the size of the file".into())
-        })?;
-        Ok(())
+        self.output.charge(bytes)
+    }
+
+    /// Charges the slots of a container before they are allocated.
+    fn charge_slots(&mut self, count: usize) -> Result<(), ErrorKind> {
+        self.charge(count.saturating_mul(size_of::<Value>()))
     }
 
     /// `owner` is the object whose arguments or state are being converted:
@@ -69,7 +74,6 @@ impl<'s> Materializer<'s> {
                 "nesting deeper than {MAX_DEPTH} levels"
             )));
         }
-        self.charge(std::mem::size_of::<Value>())?;
         let depth = depth + 1;
         Ok(match &nodes[id] {
             Node::None => Value::None,
@@ -92,6 +96,7 @@ impl<'s> Materializer<'s> {
             Node::Tuple(items) => Value::Tuple(self.convert_all(nodes, items, depth, owner)?),
             Node::Set(items) => Value::Set(self.convert_all(nodes, items, depth, owner)?),
             Node::Dict(pairs) => {
+                self.charge_slots(2 * pairs.len())?;
                 let mut entries = Vec::with_capacity(pairs.len());
                 for &(key, value) in pairs {
                     let key = self.convert(nodes, key, depth, owner)?;
@@ -99,8 +104,12 @@ impl<'s> Materializer<'s> {
                 }
                 Value::Dict(entries)
             }
-            Node::Global(global) => Value::Global((**global).clone()),
+            Node::Global(global) => {
+                self.charge(global.text_len())?;
+                Value::Global((**global).clone())
+            }
             Node::Object(object) => {
+                self.charge(object.global.text_len())?;
                 let owner = Some(&object.global);
                 let state = match object.state {
                     Some(state) => Some(Box::new(self.convert(nodes, state, depth, owner)?)),
@@ -131,6 +140,7 @@ impl<'s> Materializer<'s> {
         depth: usize,
         owner: Option<&Global>,
     ) -> Result<Vec<Value>, ErrorKind> {
+        self.charge_slots(items.len())?;
         items
             .iter()
             .map(|&item| self.convert(nodes, item, depth, owner))
@@ -142,19 +152,24 @@ impl<'s> Materializer<'s> {
             return Err(ErrorKind::TensorInObject(owner.clone()));
         }
         let numel = tensor.layout.numel().unwrap_or(usize::MAX);
-        self.charge(numel.saturating_mul(std::mem::size_of::<f32>()))?;
-        let values = match &tensor.data {
+        self.charge(numel.saturating_mul(size_of::<f32>()))?;
+        self.charge(tensor.layout.shape.len().saturating_mul(size_of::<usize>()))?;
+        let (values, dtype) = match &tensor.data {
             TensorData::Storage(storage) => {
                 let len = storage.numel.saturating_mul(storage.dtype.size());
                 self.charge(len)?;
                 let bytes = self.storages.read(&storage.key, len)?;
-                gather(&bytes, storage.dtype, &tensor.layout)?
+                (
+                    gather(&bytes, storage.dtype, &tensor.layout)?,
+                    storage.dtype,
+                )
             }
-            TensorData::Inline { dtype, bytes } => gather(bytes, *dtype, &tensor.layout)?,
+            TensorData::Inline { dtype, bytes } => (gather(bytes, *dtype, &tensor.layout)?, *dtype),
         };
         Ok(Value::Tensor(Tensor {
             shape: tensor.layout.shape.clone(),
             values,
+            dtype,
         }))
     }
 }

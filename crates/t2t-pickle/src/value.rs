@@ -2,11 +2,15 @@
 
 use std::fmt;
 
+use crate::dtype::DType;
+
 /// A tensor converted to `f32`, contiguous in row-major order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     pub shape: Vec<usize>,
     pub values: Vec<f32>,
+    /// The element type it was stored with.
+    pub dtype: DType,
 }
 
 /// A `module.name` reference found in a pickle. It is never imported or called.
@@ -19,6 +23,11 @@ pub struct Global {
 impl Global {
     pub(crate) fn is(&self, module: &str, name: &str) -> bool {
         self.module == module && self.name == name
+    }
+
+    /// Bytes of text the name holds.
+    pub(crate) fn text_len(&self) -> usize {
+        self.module.len() + self.name.len()
     }
 }
 

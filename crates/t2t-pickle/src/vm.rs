@@ -5,9 +5,12 @@
 //! does for lists and dicts) is the same object later opcodes fill. The
 //! interpreter is a flat loop that reads at least one byte per step, so it
 //! always ends; every length it reads is checked against the bytes left.
+//! Everything it makes, places, copies or moves is charged to a [`Budget`],
+//! so that its memory and time stay proportional to the size of the file.
 
 use std::collections::HashMap;
 
+use crate::budget::Budget;
 use crate::calls;
 use crate::cursor::Cursor;
 use crate::dtype::{DType, Layout};
@@ -35,6 +38,27 @@ pub(crate) enum Node {
     Object(Box<Object>),
     Storage(Box<StorageRef>),
     Tensor(Box<TensorRef>),
+}
+
+impl Node {
+    /// What the node holds besides itself: (references to other nodes,
+    /// bytes of data), as charged to the budget when it is made.
+    fn contents(&self) -> (usize, usize) {
+        match self {
+            Node::None | Node::Bool(_) | Node::Int(_) | Node::Float(_) => (0, 0),
+            Node::BigInt(bytes) | Node::Bytes(bytes) => (0, bytes.len()),
+            Node::Str(text) => (0, text.len()),
+            Node::List(items) | Node::Tuple(items) | Node::Set(items) => (items.len(), 0),
+            Node::Dict(pairs) => (2 * pairs.len(), 0),
+            Node::Global(global) => (0, global.text_len()),
+            Node::Object(object) => (
+                object.args.len() + usize::from(object.state.is_some()),
+                object.global.text_len(),
+            ),
+            Node::Storage(storage) => (0, storage.key.len()),
+            Node::Tensor(tensor) => (0, tensor.data_len()),
+        }
+    }
 }
 
 /// An instance of an allowed data class, or state attached to a placeholder.
@@ -71,6 +95,18 @@ pub(crate) struct TensorRef {
     pub layout: Layout,
 }
 
+impl TensorRef {
+    /// Bytes the tensor holds: its inline data or storage key, and its layout.
+    fn data_len(&self) -> usize {
+        let data = match &self.data {
+            TensorData::Storage(storage) => storage.key.len(),
+            TensorData::Inline { bytes, .. } => bytes.len(),
+        };
+        let layout = self.layout.shape.len() + self.layout.stride.len();
+        data.saturating_add(layout.saturating_mul(std::mem::size_of::<usize>()))
+    }
+}
+
 /// A finished pickle: its arena, the id of the unpickled object, and the
 /// position just past its STOP opcode.
 pub(crate) struct Pickle {
@@ -79,14 +115,19 @@ pub(crate) struct Pickle {
     pub end: usize,
 }
 
-/// Interprets the pickle that starts at `start` in `data`.
-pub(crate) fn unpickle(data: &[u8], start: usize) -> Result<Pickle, ErrorKind> {
+/// Interprets the pickle that starts at `start` in `data`, charging `budget`.
+pub(crate) fn unpickle(
+    data: &[u8],
+    start: usize,
+    budget: &mut Budget,
+) -> Result<Pickle, ErrorKind> {
     let mut vm = Vm {
         input: Cursor::new(data, start),
         nodes: Vec::new(),
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        budget,
     };
     let root = vm.run()?;
     Ok(Pickle {
@@ -151,19 +192,21 @@ mod op {
     pub const READONLY_BUFFER: u8 = 0x98;
 }
 
-struct Vm<'a> {
+struct Vm<'a, 'b> {
     input: Cursor<'a>,
     nodes: Vec<Node>,
     stack: Vec<Id>,
     /// Stack heights at each open MARK.
     marks: Vec<usize>,
     memo: HashMap<u32, Id>,
+    budget: &'b mut Budget,
 }
 
-impl Vm<'_> {
+impl Vm<'_, '_> {
     fn run(&mut self) -> Result<Id, ErrorKind> {
         loop {
             let opcode = self.input.u8()?;
+            self.budget.work.charge(1)?;
             if opcode == op::STOP {
                 return self.pop();
             }
@@ -184,28 +227,31 @@ impl Vm<'_> {
                 self.input.u64()?;
             }
             op::READONLY_BUFFER => {}
-            op::MARK => self.marks.push(self.stack.len()),
+            op::MARK => {
+                self.budget.objects.charge(1)?;
+                self.marks.push(self.stack.len());
+            }
             op::POP => {
                 self.pop()?;
             }
             op::POP_MARK => {
                 self.pop_mark()?;
             }
-            op::DUP => self.stack.push(self.top()?),
-            op::NONE => self.push(Node::None),
-            op::NEWTRUE => self.push(Node::Bool(true)),
-            op::NEWFALSE => self.push(Node::Bool(false)),
+            op::DUP => self.place_on_stack(self.top()?)?,
+            op::NONE => self.push(Node::None)?,
+            op::NEWTRUE => self.push(Node::Bool(true))?,
+            op::NEWFALSE => self.push(Node::Bool(false))?,
             op::BININT => {
                 let v = i32::from_le_bytes(self.input.array()?);
-                self.push(Node::Int(v.into()));
+                self.push(Node::Int(v.into()))?;
             }
             op::BININT1 => {
                 let v = self.input.u8()?;
-                self.push(Node::Int(v.into()));
+                self.push(Node::Int(v.into()))?;
             }
             op::BININT2 => {
                 let v = u16::from_le_bytes(self.input.array()?);
-                self.push(Node::Int(v.into()));
+                self.push(Node::Int(v.into()))?;
             }
             op::LONG1 => {
                 let len = self.input.u8()?;
@@ -218,7 +264,7 @@ impl Vm<'_> {
             }
             op::BINFLOAT => {
                 let v = f64::from_be_bytes(self.input.array()?);
-                self.push(Node::Float(v));
+                self.push(Node::Float(v))?;
             }
             op::SHORT_BINUNICODE => {
                 let len = self.input.u8()?;
@@ -244,28 +290,28 @@ impl Vm<'_> {
                 let len = self.input.u64()?;
                 self.bytes(len)?;
             }
-            op::EMPTY_LIST => self.push(Node::List(Vec::new())),
-            op::EMPTY_DICT => self.push(Node::Dict(Vec::new())),
-            op::EMPTY_TUPLE => self.push(Node::Tuple(Vec::new())),
-            op::EMPTY_SET => self.push(Node::Set(Vec::new())),
+            op::EMPTY_LIST => self.push(Node::List(Vec::new()))?,
+            op::EMPTY_DICT => self.push(Node::Dict(Vec::new()))?,
+            op::EMPTY_TUPLE => self.push(Node::Tuple(Vec::new()))?,
+            op::EMPTY_SET => self.push(Node::Set(Vec::new()))?,
             op::TUPLE1 => self.tuple_of(1)?,
             op::TUPLE2 => self.tuple_of(2)?,
             op::TUPLE3 => self.tuple_of(3)?,
             op::TUPLE => {
                 let items = self.pop_mark()?;
-                self.push(Node::Tuple(items));
+                self.push(Node::Tuple(items))?;
             }
             op::LIST => {
                 let items = self.pop_mark()?;
-                self.push(Node::List(items));
+                self.push(Node::List(items))?;
             }
             op::FROZENSET => {
                 let items = self.pop_mark()?;
-                self.push(Node::Set(items));
+                self.push(Node::Set(items))?;
             }
             op::DICT => {
                 let items = self.pop_mark()?;
-                self.push(Node::Dict(Vec::new()));
+                self.push(Node::Dict(Vec::new()))?;
                 self.set_items(&items)?;
             }
             op::APPEND => {
@@ -287,15 +333,15 @@ impl Vm<'_> {
             }
             op::BINPUT => {
                 let key = self.input.u8()?;
-                self.memo.insert(key.into(), self.top()?);
+                self.memoize(key.into())?;
             }
             op::LONG_BINPUT => {
                 let key = self.input.u32()?;
-                self.memo.insert(key, self.top()?);
+                self.memoize(key)?;
             }
             op::MEMOIZE => {
                 let key = u32::try_from(self.memo.len()).map_err(|_| malformed("memo overflow"))?;
-                self.memo.insert(key, self.top()?);
+                self.memoize(key)?;
             }
             op::BINGET => {
                 let key = self.input.u8()?;
@@ -308,18 +354,18 @@ impl Vm<'_> {
             op::GLOBAL => {
                 let module = utf8(self.input.line()?)?;
                 let name = utf8(self.input.line()?)?;
-                self.push(Node::Global(Box::new(Global { module, name })));
+                self.push(Node::Global(Box::new(Global { module, name })))?;
             }
             op::STACK_GLOBAL => {
                 let name = self.pop_string()?;
                 let module = self.pop_string()?;
-                self.push(Node::Global(Box::new(Global { module, name })));
+                self.push(Node::Global(Box::new(Global { module, name })))?;
             }
             op::REDUCE | op::NEWOBJ => {
                 let args = self.pop()?;
                 let callee = self.pop()?;
                 let node = calls::call(&self.nodes, callee, args)?;
-                self.push(node);
+                self.push(node)?;
             }
             op::NEWOBJ_EX => {
                 let kwargs = self.pop()?;
@@ -331,7 +377,7 @@ impl Vm<'_> {
                     ));
                 }
                 let node = calls::call(&self.nodes, class, args)?;
-                self.push(node);
+                self.push(node)?;
             }
             op::BUILD => {
                 let state = self.pop()?;
@@ -340,7 +386,7 @@ impl Vm<'_> {
             op::BINPERSID => {
                 let pid = self.pop()?;
                 let storage = calls::persistent_storage(&self.nodes, pid)?;
-                self.push(Node::Storage(Box::new(storage)));
+                self.push(Node::Storage(Box::new(storage)))?;
             }
             _ => {
                 return Err(ErrorKind::Unsupported(format!(
@@ -351,9 +397,33 @@ impl Vm<'_> {
         Ok(())
     }
 
-    fn push(&mut self, node: Node) {
+    /// Makes `node` and pushes it, charging it and what it holds.
+    fn push(&mut self, node: Node) -> Result<(), ErrorKind> {
+        self.charge_contents(&node)?;
+        self.budget.objects.charge(1)?;
         self.stack.push(self.nodes.len());
         self.nodes.push(node);
+        Ok(())
+    }
+
+    fn charge_contents(&mut self, node: &Node) -> Result<(), ErrorKind> {
+        let (references, bytes) = node.contents();
+        self.budget.objects.charge(references)?;
+        self.budget.work.charge(references)?;
+        self.budget.bytes.charge(bytes)
+    }
+
+    /// Pushes another reference to an existing object.
+    fn place_on_stack(&mut self, id: Id) -> Result<(), ErrorKind> {
+        self.budget.objects.charge(1)?;
+        self.stack.push(id);
+        Ok(())
+    }
+
+    fn memoize(&mut self, key: u32) -> Result<(), ErrorKind> {
+        self.budget.objects.charge(1)?;
+        self.memo.insert(key, self.top()?);
+        Ok(())
     }
 
     /// Stack height below which the innermost MARK forbids popping.
@@ -381,6 +451,7 @@ impl Vm<'_> {
             .pop()
             .ok_or_else(|| malformed("pickle closes a MARK it never opened"))?;
         // `pop` never goes below the mark, so the stack is still at least this high.
+        self.budget.work.charge(self.stack.len() - mark)?;
         Ok(self.stack.split_off(mark))
     }
 
@@ -397,8 +468,7 @@ impl Vm<'_> {
             return Err(malformed("pickle stack underflow"));
         }
         let items = self.stack.split_off(self.stack.len() - len);
-        self.push(Node::Tuple(items));
-        Ok(())
+        self.push(Node::Tuple(items))
     }
 
     fn get(&mut self, key: u32) -> Result<(), ErrorKind> {
@@ -406,8 +476,7 @@ impl Vm<'_> {
             .memo
             .get(&key)
             .ok_or_else(|| malformed(format!("memo entry {key} read before it is written")))?;
-        self.stack.push(id);
-        Ok(())
+        self.place_on_stack(id)
     }
 
     /// Python's integer pickling: little-endian two's complement of any width.
@@ -425,24 +494,23 @@ impl Vm<'_> {
         } else {
             Node::BigInt(bytes.to_vec())
         };
-        self.push(node);
-        Ok(())
+        self.push(node)
     }
 
     fn string(&mut self, len: u64) -> Result<(), ErrorKind> {
         let text = utf8(self.input.take_u64(len)?)?;
-        self.push(Node::Str(text));
-        Ok(())
+        self.push(Node::Str(text))
     }
 
     fn bytes(&mut self, len: u64) -> Result<(), ErrorKind> {
         let bytes = self.input.take_u64(len)?.to_vec();
-        self.push(Node::Bytes(bytes));
-        Ok(())
+        self.push(Node::Bytes(bytes))
     }
 
     /// APPEND(S) onto a list, ADDITEMS onto a set.
     fn extend(&mut self, items: &[Id]) -> Result<(), ErrorKind> {
+        self.budget.objects.charge(items.len())?;
+        self.budget.work.charge(items.len())?;
         let target = self.top()?;
         match &mut self.nodes[target] {
             Node::List(list) | Node::Set(list) => {
@@ -458,6 +526,8 @@ impl Vm<'_> {
         if !items.len().is_multiple_of(2) {
             return Err(malformed("SETITEMS with a key but no value"));
         }
+        self.budget.objects.charge(items.len())?;
+        self.budget.work.charge(items.len())?;
         let target = self.top()?;
         let Node::Dict(dict) = &mut self.nodes[target] else {
             return Err(malformed("SETITEM on something that is not a dict"));
@@ -469,18 +539,25 @@ impl Vm<'_> {
     /// BUILD: `state` is applied to the object on top of the stack.
     fn build(&mut self, state: Id) -> Result<(), ErrorKind> {
         let target = self.top()?;
-        let built = match &self.nodes[target] {
+        if let Node::Object(object) = &self.nodes[target] {
+            if calls::is_ndarray(&object.global) {
+                let tensor = Node::Tensor(Box::new(calls::numpy_array(&self.nodes, state)?));
+                self.charge_contents(&tensor)?;
+                self.nodes[target] = tensor;
+                return Ok(());
+            }
+        }
+        match &mut self.nodes[target] {
             // An OrderedDict's only attribute in a checkpoint is torch's
             // `_metadata` (module versions), which carries no weights.
-            Node::Dict(_) => return Ok(()),
-            Node::Object(object) if calls::is_ndarray(&object.global) => {
-                Node::Tensor(Box::new(calls::numpy_array(&self.nodes, state)?))
+            Node::Dict(_) => Ok(()),
+            // Like Python, the state goes into the object itself (which the
+            // memo may share), in constant time however many arguments the
+            // object holds; a later BUILD replaces it.
+            Node::Object(object) => {
+                object.state = Some(state);
+                self.budget.objects.charge(1)
             }
-            Node::Object(object) => Node::Object(Box::new(Object {
-                global: object.global.clone(),
-                args: object.args.clone(),
-                state: Some(state),
-            })),
             // A placeholder may be shared through the memo, so the object
             // made from it is a new node that replaces it only on the stack.
             Node::Global(global) => {
@@ -490,16 +567,110 @@ impl Vm<'_> {
                     state: Some(state),
                 }));
                 self.stack.pop();
-                self.push(object);
-                return Ok(());
+                self.push(object)
             }
-            _ => return Err(malformed("BUILD on an object that takes no state")),
-        };
-        self.nodes[target] = built;
-        Ok(())
+            _ => Err(malformed("BUILD on an object that takes no state")),
+        }
     }
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, ErrorKind> {
     String::from_utf8(bytes.to_vec()).map_err(|_| malformed("a pickled string is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Interprets `body` (after PROTO 2, before STOP) with the budget of a
+    /// file of `file_len` bytes; returns the outcome and the budget as spent.
+    fn interpret(body: &[u8], file_len: usize) -> (Result<Pickle, ErrorKind>, Budget) {
+        let data = [&[op::PROTO, 2][..], body, &[op::STOP]].concat();
+        let mut budget = Budget::for_file(file_len as u64);
+        let outcome = unpickle(&data, 0, &mut budget);
+        (outcome, budget)
+    }
+
+    /// MARK, `count` references to one None, TUPLE: a `count`-item tuple.
+    fn big_tuple(count: usize) -> Vec<u8> {
+        let mut body = vec![op::MARK, op::NONE];
+        body.resize(count + 1, op::DUP);
+        body.push(op::TUPLE);
+        body
+    }
+
+    fn namespace() -> Vec<u8> {
+        [&[op::GLOBAL][..], b"argparse\nNamespace\n"].concat()
+    }
+
+    fn assert_too_large(outcome: Result<Pickle, ErrorKind>) {
+        match outcome {
+            Err(ErrorKind::TooLarge(message)) => assert!(message.contains("needs more than")),
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn a_long_stream_of_small_objects_is_refused_at_the_object_limit() {
+        let body = vec![op::EMPTY_LIST; 8 << 20];
+        let (outcome, budget) = interpret(&body, 64 << 10);
+        assert_too_large(outcome);
+        assert!(budget.objects.used() <= budget.objects.limit() + 1);
+        assert!(budget.work.used() < 2 << 20, "{}", budget.work.used());
+    }
+
+    #[test]
+    fn a_memoised_tuple_counts_each_time_a_call_receives_it() {
+        let mut body = namespace();
+        body.extend([op::BINPUT, 0]);
+        body.extend(big_tuple(100_000));
+        body.extend([op::BINPUT, 1, op::MARK]);
+        for _ in 0..300 {
+            body.extend([op::BINGET, 0, op::BINGET, 1, op::REDUCE]);
+        }
+        body.push(op::LIST);
+        let (outcome, budget) = interpret(&body, body.len());
+        assert_too_large(outcome);
+        // Refused at the call that crosses the limit, not after all 300.
+        assert!(budget.objects.used() <= budget.objects.limit() + 100_000);
+    }
+
+    #[test]
+    fn build_takes_constant_time_however_many_arguments_the_object_has() {
+        let mut body = namespace();
+        body.extend(big_tuple(200_000));
+        body.push(op::REDUCE);
+        for _ in 0..100_000 {
+            body.extend([op::EMPTY_DICT, op::BUILD]);
+        }
+        let (outcome, budget) = interpret(&body, body.len());
+        let pickle = outcome.unwrap();
+        let Node::Object(object) = &pickle.nodes[pickle.root] else {
+            panic!("not an object");
+        };
+        assert_eq!(object.args.len(), 200_000);
+        // Linear: a few steps per opcode and per argument, where copying the
+        // arguments at each BUILD would take 100,000 * 200,000.
+        assert!(budget.work.used() < 2_000_000, "{}", budget.work.used());
+    }
+
+    #[test]
+    fn copies_of_memoised_strings_are_charged_as_bytes() {
+        let mut body = Vec::new();
+        for key in [0, 1] {
+            body.push(op::BINUNICODE);
+            body.extend((1u32 << 20).to_le_bytes());
+            body.extend(vec![b'a'; 1 << 20]);
+            body.extend([op::BINPUT, key, op::POP]);
+        }
+        body.push(op::MARK);
+        for _ in 0..20_000 {
+            body.extend([op::BINGET, 0, op::BINGET, 1, op::STACK_GLOBAL]);
+        }
+        body.push(op::LIST);
+        let (outcome, budget) = interpret(&body, 2400);
+        assert_too_large(outcome);
+        assert!(budget.bytes.used() <= budget.bytes.limit() + (2 << 20));
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
-use t2t_pickle::{load_weights, read_value, state_dicts, ErrorKind, Tensor, Value};
+use t2t_pickle::{load_weights, read_value, state_dicts, DType, ErrorKind, Tensor, Value};
 
 /// The EMA state dict as `safetensors` reads it, in file order.
 fn reference(path: &Path) -> Vec<(String, Tensor)> {
@@ -23,7 +23,12 @@ fn reference(path: &Path) -> Vec<(String, Tensor)> {
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
             let shape = view.shape().to_vec();
-            (name, Tensor { shape, values })
+            let tensor = Tensor {
+                shape,
+                values,
+                dtype: DType::F32,
+            };
+            (name, tensor)
         })
         .collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,16 +1,18 @@
-//! The fuzz target, run as a property test: arbitrary bytes and mutated or
-//! truncated checkpoints must read without a panic or a hang, and any error
-//! must be one line.
+//! The fuzz target, run as a property test: arbitrary bytes, mutated or
+//! truncated checkpoints, and generated pickle programs that repeat costly
+//! opcodes must read without a panic or a hang, within memory proportional
+//! to the size of the file, and any error must be one line.
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::TempFile;
+use common::{op, TempFile};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use t2t_pickle::{read_value, state_dicts};
@@ -19,6 +21,71 @@ const CASES: u32 = 2000;
 /// Headers, pickles and zip directories sit within this many bytes of
 /// either end of a checkpoint; storages fill the middle.
 const EDGE: usize = 4096;
+
+/// The most heap a read may take: the budget's constant parts (a few
+/// hundred MiB at most, with room for vectors that double as they grow)
+/// plus a multiple of the file's size.
+fn memory_bound(file_len: usize) -> usize {
+    (512 << 20) + 64 * file_len
+}
+
+/// The allocator, counting the bytes live and their peak, so that each
+/// case's memory is measured rather than assumed. The cases run one at a
+/// time on the test's thread.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// The largest heap any one read took, for the summary line.
+static LARGEST_READ: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Costly pickle fragments, each repeated many times by a [`Case::Program`].
+/// Memo 0 and 1 hold strings, 2 `argparse.Namespace`, 3 a tuple.
+const FRAGMENTS: [&[u8]; 6] = [
+    // A class named by two memoised strings.
+    &[op::BINGET, 0, op::BINGET, 1, op::STACK_GLOBAL],
+    // A pair of memoised strings.
+    &[op::BINGET, 0, op::BINGET, 1, op::TUPLE2],
+    // A data class called with the memoised tuple.
+    &[op::BINGET, 2, op::BINGET, 3, op::REDUCE],
+    // State applied to what is on top.
+    &[op::EMPTY_DICT, op::BUILD],
+    &[op::EMPTY_LIST],
+    &[op::DUP],
+];
 
 /// Inputs are described compactly, so that a failing case prints readably
 /// even when its seed is a multi-megabyte checkpoint.
@@ -30,6 +97,15 @@ enum Case {
         /// (region: 0 head, 1 tail, 2 anywhere; offset; new byte)
         edits: Vec<(u8, usize, u8)>,
         cut: Option<usize>,
+    },
+    /// Memoised strings of `string_len` bytes and a tuple of `tuple_len`
+    /// items, then runs of (fragment, repeat count), in a list; zipped (its
+    /// pickle deflated, so that the file is small) or plain.
+    Program {
+        string_len: usize,
+        tuple_len: usize,
+        runs: Vec<(usize, usize)>,
+        zipped: bool,
     },
 }
 
@@ -85,6 +161,28 @@ fn mutate(seed: &[u8], edits: &[(u8, usize, u8)], cut: Option<usize>) -> Vec<u8>
     bytes
 }
 
+fn program(string_len: usize, tuple_len: usize, runs: &[(usize, usize)]) -> Vec<u8> {
+    let mut p = common::PickleBuilder::new(4);
+    for (key, fill) in [(0, "m"), (1, "n")] {
+        p.str(&fill.repeat(string_len))
+            .op(op::BINPUT)
+            .op(key)
+            .op(op::POP);
+    }
+    p.global("argparse", "Namespace")
+        .op(op::BINPUT)
+        .op(2)
+        .op(op::POP);
+    p.op(op::MARK).op(op::NONE);
+    p.raw(&vec![op::DUP; tuple_len.saturating_sub(1)]);
+    p.op(op::TUPLE).op(op::BINPUT).op(3).op(op::POP);
+    p.op(op::MARK);
+    for &(fragment, repeats) in runs {
+        p.raw(&FRAGMENTS[fragment].repeat(repeats));
+    }
+    p.op(op::LIST).finish()
+}
+
 fn cases(seed_count: usize) -> impl Strategy<Value = Case> {
     let prefixes: [&[u8]; 4] = [b"", b"\x80\x02", b"\x80\x05", b"PK\x03\x04"];
     let random = (
@@ -98,19 +196,42 @@ fn cases(seed_count: usize) -> impl Strategy<Value = Case> {
         proptest::option::of(any::<usize>()),
     )
         .prop_map(|(seed, edits, cut)| Case::Mutated { seed, edits, cut });
-    prop_oneof![1 => random, 3 => mutated]
+    // Sizes such that the programs would have needed gigabytes before the
+    // interpreter had a budget, yet a budgeted read is refused quickly.
+    let program = (
+        0..65_536usize,
+        0..16_384usize,
+        proptest::collection::vec((0..FRAGMENTS.len(), 0..16_384usize), 1..4),
+        any::<bool>(),
+    )
+        .prop_map(|(string_len, tuple_len, runs, zipped)| Case::Program {
+            string_len,
+            tuple_len,
+            runs,
+            zipped,
+        });
+    prop_oneof![1 => random, 3 => mutated, 1 => program]
 }
 
-fn read_without_panicking(path: &Path) -> Result<(), TestCaseError> {
+/// Reads `path` and checks the outcome and the heap the read took.
+fn read_within_bounds(path: &Path, file_len: usize) -> Result<(), TestCaseError> {
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
     match read_value(path) {
         Ok(value) => drop(state_dicts(&value)),
         Err(error) => prop_assert!(!error.to_string().contains('\n'), "{error}"),
     }
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    LARGEST_READ.fetch_max(peak, Ordering::Relaxed);
+    prop_assert!(
+        peak <= memory_bound(file_len),
+        "reading a {file_len}-byte file took {peak} bytes of heap"
+    );
     Ok(())
 }
 
 #[test]
-fn arbitrary_and_mutated_input_never_panics() {
+fn arbitrary_mutated_and_generated_input_reads_within_bounds() {
     let seeds = Arc::new(seeds());
     let names: Vec<&str> = seeds.iter().map(|(name, _)| name.as_str()).collect();
     eprintln!("fuzz seeds: {}", names.join(", "));
@@ -127,13 +248,27 @@ fn arbitrary_and_mutated_input_never_panics() {
         let bytes = match case {
             Case::Random(bytes) => bytes,
             Case::Mutated { seed, edits, cut } => mutate(&seeds[seed].1, &edits, cut),
+            Case::Program {
+                string_len,
+                tuple_len,
+                runs,
+                zipped,
+            } => {
+                let pickle = program(string_len, tuple_len, &runs);
+                if zipped {
+                    common::torch_zip(&pickle, &[])
+                } else {
+                    pickle
+                }
+            }
         };
-        read_without_panicking(TempFile::new("fuzz.pth", &bytes).path())
+        read_within_bounds(TempFile::new("fuzz.pth", &bytes).path(), bytes.len())
     });
     eprintln!(
-        "fuzz: {} cases executed in {:.1?}",
+        "fuzz: {} cases executed in {:.1?}, the largest read took {} KiB of heap",
         executed.load(Ordering::Relaxed),
-        started.elapsed()
+        started.elapsed(),
+        LARGEST_READ.load(Ordering::Relaxed) >> 10
     );
     result.unwrap();
 }

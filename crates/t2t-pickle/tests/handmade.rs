@@ -5,17 +5,18 @@ mod common;
 
 use common::{op, PickleBuilder, TempFile};
 use t2t_pickle::{
-    is_paddle, load_weights, read_value, state_dicts, ErrorKind, PickleError, Tensor, Value,
+    is_paddle, load_weights, read_value, state_dicts, DType, ErrorKind, PickleError, Tensor, Value,
 };
 
 fn read(name: &str, bytes: &[u8]) -> Result<Value, PickleError> {
     read_value(TempFile::new(name, bytes).path())
 }
 
-fn tensor(shape: &[usize], values: &[f32]) -> Tensor {
+fn tensor(dtype: DType, shape: &[usize], values: &[f32]) -> Tensor {
     Tensor {
         shape: shape.to_vec(),
         values: values.to_vec(),
+        dtype,
     }
 }
 
@@ -31,10 +32,16 @@ fn paddle_numpy_arrays_round_trip() {
     let expected = [
         (
             "linear.weight",
-            tensor(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            tensor(DType::F32, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
         ),
-        ("linear.bias", tensor(&[3], &[0.5, -1.5, 1e-3f64 as f32])),
-        ("fortran", tensor(&[2, 2], &[1.0, 2.0, 3.0, 4.0])),
+        (
+            "linear.bias",
+            tensor(DType::F64, &[3], &[0.5, -1.5, 1e-3f64 as f32]),
+        ),
+        (
+            "fortran",
+            tensor(DType::F32, &[2, 2], &[1.0, 2.0, 3.0, 4.0]),
+        ),
     ];
     let expected: Vec<(String, Tensor)> = expected
         .into_iter()
@@ -53,13 +60,14 @@ fn legacy_stream_honours_dtype_offset_and_stride() {
     assert_eq!(
         value.get("half_t"),
         Some(&Value::Tensor(tensor(
+            DType::F16,
             &[3, 2],
             &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
         )))
     );
     assert_eq!(
         value.get("long"),
-        Some(&Value::Tensor(tensor(&[], &[-9.0])))
+        Some(&Value::Tensor(tensor(DType::I64, &[], &[-9.0])))
     );
 }
 
@@ -71,7 +79,10 @@ fn zip_archive_with_deflated_pickle_and_parameter() {
     assert_eq!(key, "model", "with no EMA dict the raw one is used");
     assert_eq!(
         weights,
-        [("w".to_owned(), tensor(&[2, 2], &[1.0, -2.0, 0.5, 3.0]))]
+        [(
+            "w".to_owned(),
+            tensor(DType::BF16, &[2, 2], &[1.0, -2.0, 0.5, 3.0])
+        )]
     );
 }
 
@@ -220,6 +231,23 @@ fn files_that_are_not_checkpoints_are_named_in_the_error() {
     let error = load_weights(file.path(), true).unwrap_err().to_string();
     assert!(
         error.contains("empty.pth") && error.contains("no loadable weights"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_zip_entry_whose_crc_does_not_match_is_refused_naming_it() {
+    let mut archive = common::zip_sample();
+    let storage = [0x80, 0x3f, 0x00, 0xc0, 0x00, 0x3f, 0x40, 0x40];
+    let at = archive
+        .windows(storage.len())
+        .position(|window| window == storage)
+        .expect("the storage is stored uncompressed");
+    // The first weight's sign bit: the value changes, the length does not.
+    archive[at + 1] ^= 0x80;
+    let error = read("flipped.pth", &archive).unwrap_err().to_string();
+    assert!(
+        error.contains("archive/data/0") && error.contains("checksum"),
         "{error}"
     );
 }

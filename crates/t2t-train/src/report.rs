@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use t2t_models::weights::{replace_with, temp_file_beside};
 
 use crate::metrics::EpochRow;
 use crate::TrainError;
@@ -47,9 +48,9 @@ fn register_font() -> Result<(), String> {
 /// Two panels: losses (train, eval, EMA eval) and top-1/top-5 accuracy per
 /// epoch, drawn to a temporary file that then replaces `path`.
 pub fn plot_curves(path: &Path, history: &[EpochRow]) -> Result<(), String> {
-    let temp = path.with_extension("tmp.png");
-    draw_curves(&temp, history)?;
-    std::fs::rename(&temp, path).map_err(|e| e.to_string())
+    let temp = temp_file_beside(path).map_err(|e| e.to_string())?;
+    draw_curves(temp.path(), history)?;
+    replace_with(temp, path).map_err(|e| e.to_string())
 }
 
 fn draw_curves(path: &Path, history: &[EpochRow]) -> Result<(), String> {

@@ -86,7 +86,7 @@ fn check(model: &str, kwargs: &[&str], weights: &Path, opset: i64, tolerance: f6
     let net = spec.config.init(&device).unwrap();
     let mut dict = imported.dict;
     // At another image size T2T-ViT's sinusoid table is regenerated, as the export does.
-    adapt_for_finetuning(&net, &mut dict);
+    adapt_for_finetuning(&net, &mut dict, &imported.source).unwrap();
     let net = load_state_dict(net, &dict, &imported.source).unwrap();
     let size = spec.config.img_size();
     let images = Tensor::<4>::random(

@@ -77,6 +77,10 @@ pub mod op {
     pub const NEWTRUE: u8 = 0x88;
     pub const NEWFALSE: u8 = 0x89;
     pub const BINUNICODE8: u8 = 0x8d;
+    pub const DUP: u8 = b'2';
+    pub const POP: u8 = b'0';
+    pub const TUPLE2: u8 = 0x86;
+    pub const STACK_GLOBAL: u8 = 0x93;
 }
 
 /// Writes pickle opcodes by hand, so that tests control every byte.
@@ -317,16 +321,27 @@ pub fn zip_sample() -> Vec<u8> {
         .finish();
     let bf16: [u16; 4] = [0x3f80, 0xc000, 0x3f00, 0x4040];
     let storage: Vec<u8> = bf16.iter().flat_map(|h| h.to_le_bytes()).collect();
-    let entries: [(&str, &[u8], CompressionMethod); 3] = [
-        ("archive/data.pkl", &pickle, CompressionMethod::Deflated),
-        ("archive/byteorder", b"little", CompressionMethod::Stored),
-        ("archive/data/0", &storage, CompressionMethod::Stored),
-    ];
+    torch_zip(&pickle, &[("0", &storage)])
+}
+
+/// A torch zip archive under root `archive/`: `pickle` deflated as
+/// `data.pkl` (so that a pickle bomb makes a small file), and each
+/// `(key, bytes)` storage stored uncompressed as `data/<key>`.
+pub fn torch_zip(pickle: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
-    for (name, data, method) in entries {
+    let mut add = |name: &str, data: &[u8], method| {
         zip.start_file(name, FileOptions::default().compression_method(method))
             .unwrap();
         zip.write_all(data).unwrap();
+    };
+    add("archive/data.pkl", pickle, CompressionMethod::Deflated);
+    add("archive/byteorder", b"little", CompressionMethod::Stored);
+    for (key, data) in storages {
+        add(
+            &format!("archive/data/{key}"),
+            data,
+            CompressionMethod::Stored,
+        );
     }
     zip.finish().unwrap().into_inner()
 }

@@ -508,7 +508,7 @@ fn start(
     let mut model = spec.config.init(device)?.materialize();
     if let Some(path) = &config.initial_checkpoint {
         let mut imported = load_weights(path, WeightsChoice::Preferred)?;
-        for note in adapt_for_finetuning(&model, &mut imported.dict) {
+        for note in adapt_for_finetuning(&model, &mut imported.dict, &imported.source)? {
             eprintln!("{note}");
         }
         model = load_state_dict(model, &imported.dict, &imported.source)?;
