@@ -711,7 +711,7 @@ mod tests {
                 (1.0, Filter::Bicubic),
                 (0.05, Filter::Bilinear),
             ] {
-                let scale_size = (64.0 / crop_pct as f64).floor() as usize;
+                let scale_size = (64.0f64 / crop_pct).floor() as usize;
                 let full = center_crop(&resize_shorter(&img, scale_size, filter), 64);
                 let out = EvalTransform::new(crop_pct, filter)
                     .unwrap()

@@ -184,15 +184,16 @@ impl BatchSource for LoaderSource {
                         Err(error) => return Some(Err(error.into())),
                     };
                     self.skipped.fetch_add(batch.skipped, Ordering::Relaxed);
-                    (batch.batch_size > 0).then(|| {
-                        Ok(HostBatch {
-                            shape: [batch.batch_size, 3, batch.img_size, batch.img_size],
-                            images: batch.images,
-                            labels: batch.labels,
-                            targets: batch.targets,
-                            classes,
-                        })
-                    })
+                    if batch.batch_size == 0 {
+                        return None;
+                    }
+                    Some(Ok(HostBatch {
+                        shape: [batch.batch_size, 3, batch.img_size, batch.img_size],
+                        images: batch.images,
+                        labels: batch.labels,
+                        targets: batch.targets,
+                        classes,
+                    }))
                 }),
         )
     }

@@ -2,6 +2,8 @@
 //! refused with one `error:` line, or handled within the time and memory
 //! limits, and never counted as something it is not.
 
+// `run_t2t` reaps its child with `wait4`, which clippy does not recognise.
+#[allow(clippy::zombie_processes)]
 mod support;
 
 use std::path::{Path, PathBuf};
