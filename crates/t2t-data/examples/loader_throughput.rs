@@ -59,7 +59,10 @@ fn main() {
     let mut rates: Vec<f64> = (0..PASSES)
         .map(|epoch| {
             let start = Instant::now();
-            let images: usize = loader.epoch(epoch, 0).map(|batch| batch.batch_size).sum();
+            let images: usize = loader
+                .epoch(epoch, 0)
+                .map(|batch| batch.expect("synthetic samples always load").batch_size)
+                .sum();
             let rate = images as f64 / start.elapsed().as_secs_f64();
             println!("pass {}: {images} images, {rate:.0} img/s", epoch + 1);
             rate

@@ -9,6 +9,7 @@ const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
 /// Images under `root/<class>/`, decoded lazily in [`Dataset::get`].
 pub struct ImageFolder {
+    root: PathBuf,
     class_names: Vec<String>,
     /// Path and class index, grouped by class in class order.
     samples: Vec<(PathBuf, usize)>,
@@ -48,6 +49,7 @@ impl ImageFolder {
             ));
         }
         Ok(Self {
+            root: root.to_path_buf(),
             class_names,
             samples,
         })
@@ -76,16 +78,58 @@ impl Dataset for ImageFolder {
         let (path, label) = &self.samples[index];
         Ok((decode_file(path)?, *label))
     }
+
+    fn origin(&self) -> String {
+        self.root.display().to_string()
+    }
 }
 
-/// Decodes any supported format (sniffed from the bytes) to RGB.
+/// The most pixels a decoded image may have: PIL's `MAX_IMAGE_PIXELS`
+/// (about 256 MiB as RGB). The size is read from the header, so a larger
+/// image is refused before anything is allocated for it.
+pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
+
+/// Decodes any supported format (sniffed from the bytes) to RGB. A JPEG
+/// that stops before its end marker decodes to what is there, with a
+/// warning naming the file.
 pub fn decode_file(path: &Path) -> Result<Image, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let rgb = image::load_from_memory(&bytes)
+    let decoder = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .into_decoder()
+        .map_err(|e| DataError::decode(path, e))?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    let pixels = u64::from(width) * u64::from(height);
+    if !(1..=MAX_IMAGE_PIXELS).contains(&pixels) {
+        return Err(DataError::decode(
+            path,
+            format!(
+                "{width}x{height} is {pixels} pixels; an image may have 1 to {MAX_IMAGE_PIXELS}"
+            ),
+        ));
+    }
+    let rgb = image::DynamicImage::from_decoder(decoder)
         .map_err(|e| DataError::decode(path, e))?
         .into_rgb8();
+    if is_truncated_jpeg(&bytes) {
+        eprintln!(
+            "warning: {}: truncated JPEG (no end marker); the missing part is filled in",
+            path.display()
+        );
+    }
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
     Ok(Image::new(width, height, rgb.into_raw()))
+}
+
+/// A JPEG (FF D8 at the start) that lacks the end-of-image marker FF D9
+/// before any trailing padding.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    let trimmed = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(&bytes[..0], |last| &bytes[..=last]);
+    bytes.starts_with(&[0xFF, 0xD8]) && !trimmed.ends_with(&[0xFF, 0xD9])
 }
 
 fn read_class_map(path: &Path) -> Result<Vec<String>, DataError> {
@@ -118,12 +162,22 @@ fn visible_entries(dir: &Path) -> Result<Vec<(PathBuf, String)>, DataError> {
     Ok(entries)
 }
 
+/// The class folders of `root`. Their names become class names, which are
+/// text, so a name that is not UTF-8 is refused rather than altered.
 fn subfolder_names(root: &Path) -> Result<Vec<String>, DataError> {
-    let names: Vec<String> = visible_entries(root)?
-        .into_iter()
-        .filter(|(path, _)| path.is_dir())
-        .map(|(_, name)| name)
-        .collect();
+    let mut names = Vec::new();
+    for (path, name) in visible_entries(root)? {
+        if !path.is_dir() {
+            continue;
+        }
+        if path.file_name().and_then(|n| n.to_str()).is_none() {
+            return Err(DataError::format(
+                &path,
+                "class folder name is not valid UTF-8; rename the folder",
+            ));
+        }
+        names.push(name);
+    }
     if names.is_empty() {
         return Err(DataError::format(root, "no class folders"));
     }
@@ -180,4 +234,18 @@ fn natural_key(text: &str) -> Vec<KeyPart> {
         rest = tail;
     }
     parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_truncated_jpeg;
+
+    #[test]
+    fn a_jpeg_without_its_end_marker_is_truncated() {
+        assert!(!is_truncated_jpeg(b"\xff\xd8 data \xff\xd9"));
+        assert!(!is_truncated_jpeg(b"\xff\xd8 data \xff\xd9\0\0"));
+        assert!(is_truncated_jpeg(b"\xff\xd8 data"));
+        assert!(is_truncated_jpeg(b"\xff\xd8\0\0"));
+        assert!(!is_truncated_jpeg(b"\x89PNG\r\n\x1a\n"));
+    }
 }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 pub use cifar::{CifarDataset, CifarKind};
 pub use folder::{decode_file, ImageFolder};
-pub use loader::{Batch, Epoch, Loader, LoaderConfig, Transform};
+pub use loader::{Batch, Epoch, Loader, LoaderConfig, Transform, Unreadable};
 pub use mixup::MixupConfig;
 pub use synthetic::Synthetic;
 
@@ -88,6 +88,10 @@ pub trait Dataset: Send + Sync {
     fn class_names(&self) -> Vec<String>;
     /// The decoded sample: image and class index. Errors name the file.
     fn get(&self, index: usize) -> Result<(Image, usize), DataError>;
+    /// Where the samples come from (a folder or file), for messages.
+    fn origin(&self) -> String {
+        "the dataset".into()
+    }
 }
 
 /// Every message is one line and names the file or flag at fault.
@@ -103,6 +107,13 @@ pub enum DataError {
     Format { path: PathBuf, reason: String },
     #[error("{}: cannot decode image: {reason}", path.display())]
     Decode { path: PathBuf, reason: String },
+    /// Not one sample of the dataset can be read; `example` is one failure.
+    #[error("{origin}: none of its {count} samples can be read ({example})")]
+    NothingReadable {
+        origin: String,
+        count: usize,
+        example: Box<DataError>,
+    },
     /// A setting with an unusable value; `flag` is its command-line name.
     #[error("{flag} {value:?}: {reason}")]
     Config {

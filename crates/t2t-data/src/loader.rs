@@ -13,7 +13,7 @@
 //! reorder buffer.
 
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use rand::seq::SliceRandom;
@@ -22,13 +22,26 @@ use rand::Rng;
 use crate::mixup::{smooth_targets, MixupConfig};
 use crate::random::{seeded_rng, TAG_MIXUP, TAG_SAMPLE, TAG_SHUFFLE};
 use crate::transforms::{
-    hflip, normalize, pad_random_crop, random_erasing, resize, resize_shorter_then_center_crop,
-    Filter, TrainTransform,
+    hflip, normalize, pad_random_crop, random_erasing, resize, EvalTransform, Filter,
+    TrainTransform,
 };
 use crate::{DataError, Dataset, Image};
 
 /// Batches each worker may have ready ahead of the consumer.
 const PREFETCH_PER_WORKER: usize = 2;
+
+/// What becomes of a sample that cannot be read. Either way it is counted
+/// in [`Batch::skipped`] and named in a warning on stderr, and an epoch in
+/// which no sample at all can be read ends with an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The next readable sample in epoch order takes its place, so batches
+    /// keep their size (training).
+    Replace,
+    /// It is left out, so every sample counted was really seen
+    /// (evaluation); a batch may then be smaller, or empty.
+    Skip,
+}
 
 /// The per-sample pipeline, before normalisation.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +53,7 @@ pub enum Transform {
     /// transfer recipe is 224 with pad 28).
     CifarTrain { pad: usize, flip: bool },
     /// Resize the shorter side to `img_size / crop_pct`, centre crop.
-    Eval { crop_pct: f64, filter: Filter },
+    Eval(EvalTransform),
     /// Resize to the image size if needed, nothing else.
     None,
 }
@@ -64,11 +77,14 @@ pub struct LoaderConfig {
     pub smoothing: f64,
     /// Width of the target rows; at least the dataset's class count.
     pub num_classes: usize,
+    /// What becomes of a sample that cannot be read.
+    pub unreadable: Unreadable,
 }
 
 impl LoaderConfig {
     /// An evaluation-style loader: 2 workers, seed 42, no shuffle, no
-    /// augmentation, ImageNet statistics, hard targets.
+    /// augmentation, ImageNet statistics, hard targets, unreadable samples
+    /// replaced.
     pub fn new(batch_size: usize, img_size: usize, num_classes: usize) -> Self {
         Self {
             batch_size,
@@ -83,6 +99,7 @@ impl LoaderConfig {
             mixup: None,
             smoothing: 0.0,
             num_classes,
+            unreadable: Unreadable::Replace,
         }
     }
 }
@@ -100,7 +117,8 @@ pub struct Batch {
     pub img_size: usize,
     /// Position of the batch in its epoch.
     pub index: usize,
-    /// Samples of this batch that could not be read and were replaced.
+    /// Samples of this batch that could not be read (replaced or left out,
+    /// as [`LoaderConfig::unreadable`] says).
     pub skipped: usize,
 }
 
@@ -120,6 +138,12 @@ impl Loader {
         }
         if config.img_size == 0 {
             return Err(DataError::config("--img-size", "0", "must be at least 1"));
+        }
+        if let Transform::Train(train) = &config.transform {
+            train.validate()?;
+        }
+        if let Some(mixup) = &config.mixup {
+            mixup.validate()?;
         }
         if config.num_classes < dataset.num_classes() {
             return Err(DataError::config(
@@ -153,6 +177,7 @@ impl Loader {
             order: self.shared.order(epoch),
             shared: Arc::clone(&self.shared),
             epoch,
+            any_readable: OnceLock::new(),
         });
         let end = self.batches_per_epoch();
         let start = start_batch.min(end);
@@ -188,24 +213,34 @@ struct EpochPlan {
     shared: Arc<Shared>,
     epoch: usize,
     order: Vec<usize>,
+    /// Whether any sample can be read, found out at the first failure.
+    any_readable: OnceLock<bool>,
 }
 
 impl EpochPlan {
-    fn batch(&self, index: usize) -> Batch {
+    fn batch(&self, index: usize) -> Result<Batch, DataError> {
         let config = &self.shared.config;
         let (size, classes) = (config.img_size, config.num_classes);
         let first = index * config.batch_size;
         let positions = first..(first + config.batch_size).min(self.order.len());
-        let batch_size = positions.len();
-        let mut images = Vec::with_capacity(batch_size * 3 * size * size);
-        let mut labels = Vec::with_capacity(batch_size);
+        let capacity = positions.len();
+        let mut images = Vec::with_capacity(capacity * 3 * size * size);
+        let mut labels = Vec::with_capacity(capacity);
         let mut skipped = 0;
         for position in positions {
-            let (image, label, replaced) = self.load(position);
-            images.extend(self.prepare(image, position));
-            labels.push(label);
-            skipped += usize::from(replaced);
+            let sample = match self.shared.dataset.get(self.order[position]) {
+                Ok(sample) => Some(sample),
+                Err(error) => {
+                    skipped += 1;
+                    self.stand_in(position, error)?
+                }
+            };
+            if let Some((image, label)) = sample {
+                images.extend(self.prepare(image, position));
+                labels.push(label);
+            }
         }
+        let batch_size = labels.len();
         let targets = match &config.mixup {
             Some(mixup) => {
                 let seed = [config.seed, TAG_MIXUP, self.epoch as u64, index as u64];
@@ -222,7 +257,7 @@ impl EpochPlan {
             }
             None => smooth_targets(&labels, classes, config.smoothing),
         };
-        Batch {
+        Ok(Batch {
             images,
             labels,
             targets,
@@ -230,33 +265,58 @@ impl EpochPlan {
             img_size: size,
             index,
             skipped,
+        })
+    }
+
+    /// What takes the place of the unreadable sample at `position`: the
+    /// next readable one in epoch order (wrapping) when replacing, so the
+    /// replacement depends only on the order and on which files are bad;
+    /// nothing when skipping. Only the position's own failure is reported,
+    /// so a bad file is counted once, at its own position.
+    fn stand_in(
+        &self,
+        position: usize,
+        error: DataError,
+    ) -> Result<Option<(Image, usize)>, DataError> {
+        let index = self.order[position];
+        match self.shared.config.unreadable {
+            Unreadable::Replace => {
+                eprintln!("warning: replacing unreadable sample {index}: {error}");
+                match self.next_readable(position) {
+                    Some(sample) => Ok(Some(sample)),
+                    None => Err(self.nothing_readable(error)),
+                }
+            }
+            Unreadable::Skip => {
+                eprintln!("warning: leaving out unreadable sample {index}: {error}");
+                let any_readable = self
+                    .any_readable
+                    .get_or_init(|| self.next_readable(position).is_some());
+                if *any_readable {
+                    Ok(None)
+                } else {
+                    Err(self.nothing_readable(error))
+                }
+            }
         }
     }
 
-    /// The sample at `position`, or when it cannot be read the next
-    /// readable one in epoch order (wrapping), so the replacement depends
-    /// only on the order and on which files are bad. Only the failure of the
-    /// position's own sample is reported: a bad file is counted once, at
-    /// its own position.
-    fn load(&self, position: usize) -> (Image, usize, bool) {
-        let dataset = &self.shared.dataset;
+    /// The first sample after `position` in epoch order (wrapping) that
+    /// can be read.
+    fn next_readable(&self, position: usize) -> Option<(Image, usize)> {
         let n = self.order.len();
-        let mut last_error = None;
-        for offset in 0..n {
+        (1..n).find_map(|offset| {
             let index = self.order[(position + offset) % n];
-            match dataset.get(index) {
-                Ok((image, label)) => return (image, label, offset > 0),
-                Err(error) if offset == 0 => {
-                    eprintln!("warning: replacing unreadable sample {index}: {error}");
-                    last_error = Some(error);
-                }
-                Err(error) => last_error = Some(error),
-            }
+            self.shared.dataset.get(index).ok()
+        })
+    }
+
+    fn nothing_readable(&self, example: DataError) -> DataError {
+        DataError::NothingReadable {
+            origin: self.shared.dataset.origin(),
+            count: self.order.len(),
+            example: Box::new(example),
         }
-        panic!(
-            "no sample of the dataset can be read; last error: {}",
-            last_error.expect("the epoch has samples")
-        );
     }
 
     /// The transformed, normalised `[3, S, S]` sample; its randomness is
@@ -281,9 +341,7 @@ impl EpochPlan {
                 }
                 out
             }
-            Transform::Eval { crop_pct, filter } => {
-                resize_shorter_then_center_crop(&image, size, *crop_pct, *filter)
-            }
+            Transform::Eval(eval) => eval.apply(&image, size),
             Transform::None => fit(&image),
         };
         let mut chw = normalize(&image, config.mean, config.std);
@@ -296,7 +354,8 @@ impl EpochPlan {
     }
 }
 
-/// The batches of one epoch, in order; see [`Loader::epoch`].
+/// The batches of one epoch, in order; see [`Loader::epoch`]. An error ends
+/// the epoch.
 pub struct Epoch {
     next: usize,
     start: usize,
@@ -307,7 +366,7 @@ pub struct Epoch {
 enum Source {
     Inline(Arc<EpochPlan>),
     Workers {
-        receivers: Vec<Receiver<Batch>>,
+        receivers: Vec<Receiver<Result<Batch, DataError>>>,
         handles: Vec<Option<JoinHandle<()>>>,
     },
 }
@@ -322,8 +381,11 @@ impl Source {
                 .name(format!("t2t-data-{worker}"))
                 .spawn(move || {
                     for index in (start + worker..end).step_by(workers) {
-                        // A closed channel means the epoch was dropped.
-                        if sender.send(plan.batch(index)).is_err() {
+                        let batch = plan.batch(index);
+                        let failed = batch.is_err();
+                        // A closed channel means the epoch was dropped; after
+                        // an error the consumer asks for nothing more.
+                        if sender.send(batch).is_err() || failed {
                             return;
                         }
                     }
@@ -337,20 +399,21 @@ impl Source {
 }
 
 impl Iterator for Epoch {
-    type Item = Batch;
+    /// A batch, or the error that ends the epoch early.
+    type Item = Result<Batch, DataError>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.end {
             return None;
         }
         let index = self.next;
         self.next += 1;
-        match &mut self.source {
-            Source::Inline(plan) => Some(plan.batch(index)),
+        let batch = match &mut self.source {
+            Source::Inline(plan) => plan.batch(index),
             Source::Workers { receivers, handles } => {
                 let worker = (index - self.start) % receivers.len();
                 match receivers[worker].recv() {
-                    Ok(batch) => Some(batch),
+                    Ok(batch) => batch,
                     // The worker hung up before its last batch: it panicked.
                     Err(_) => {
                         let handle = handles[worker].take().expect("a worker fails once");
@@ -361,16 +424,19 @@ impl Iterator for Epoch {
                     }
                 }
             }
+        };
+        if batch.is_err() {
+            self.next = self.end;
         }
+        Some(batch)
     }
 
+    /// An error may end the epoch after any batch.
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.end - self.next;
-        (left, Some(left))
+        (left.min(1), Some(left))
     }
 }
-
-impl ExactSizeIterator for Epoch {}
 
 impl Drop for Epoch {
     fn drop(&mut self) {

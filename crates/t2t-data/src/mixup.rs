@@ -5,7 +5,8 @@
 use rand::Rng;
 
 use crate::random::beta;
-use crate::transforms::CropBox;
+use crate::transforms::{check_probability, CropBox};
+use crate::DataError;
 
 /// timm's `Mixup(mixup_alpha, cutmix_alpha, prob, switch_prob, mode='batch')`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,6 +61,25 @@ impl Mix {
 }
 
 impl MixupConfig {
+    /// Alphas finite and not negative, probabilities in [0, 1]; errors name
+    /// the flag.
+    pub fn validate(&self) -> Result<(), DataError> {
+        for (flag, alpha) in [
+            ("--mixup", self.mixup_alpha),
+            ("--cutmix", self.cutmix_alpha),
+        ] {
+            if !(alpha >= 0.0 && alpha.is_finite()) {
+                return Err(DataError::config(
+                    flag,
+                    alpha.to_string(),
+                    "a Beta alpha must be a finite number >= 0 (0 disables it)",
+                ));
+            }
+        }
+        check_probability("--mixup-prob", self.prob)?;
+        check_probability("--mixup-switch-prob", self.switch_prob)
+    }
+
     /// timm's `_params_per_batch` plus the cutmix box for an image of
     /// `height` x `width`.
     pub fn sample(&self, height: usize, width: usize, rng: &mut impl Rng) -> Mix {

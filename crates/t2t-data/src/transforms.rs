@@ -117,6 +117,20 @@ fn resize_region(
             height,
         );
     }
+    let region = [region.left, region.top, region.width, region.height].map(|v| v as f64);
+    resample(img, region, width, height, filter)
+}
+
+/// Resamples the box `[left, top, width, height]` of `img`, in fractional
+/// pixels, to `width` x `height`. Filter taps reach past the box into the
+/// rest of the image, as PIL's resize with a box does.
+fn resample(
+    img: &Image,
+    [left, top, region_width, region_height]: [f64; 4],
+    width: usize,
+    height: usize,
+    filter: Filter,
+) -> Image {
     let src = ImageRef::new(
         img.width as u32,
         img.height as u32,
@@ -127,12 +141,7 @@ fn resize_region(
     let mut dst = ResizeTarget::new(width as u32, height as u32, PixelType::U8x3);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(filter.kernel()))
-        .crop(
-            region.left as f64,
-            region.top as f64,
-            region.width as f64,
-            region.height as f64,
-        );
+        .crop(left, top, region_width, region_height);
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .expect("source and target are both U8x3");
@@ -279,15 +288,67 @@ pub fn center_crop(img: &Image, size: usize) -> Image {
 
 /// timm's eval transform: resize the shorter side to
 /// `floor(img_size / crop_pct)` (248 for 224 at 0.9), then centre crop
-/// `img_size`.
-pub fn resize_shorter_then_center_crop(
-    img: &Image,
-    img_size: usize,
+/// `img_size`. Only the kept centre is resampled, from the source box that
+/// the full resize would map onto it, so time and memory follow the output
+/// whatever the image's shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalTransform {
     crop_pct: f64,
     filter: Filter,
-) -> Image {
-    let scale_size = (img_size as f64 / crop_pct).floor() as usize;
-    center_crop(&resize_shorter(img, scale_size, filter), img_size)
+}
+
+impl EvalTransform {
+    /// The smallest `crop_pct`: the centre kept is then a thousandth of the
+    /// resized shorter side, far below any published evaluation setting.
+    pub const MIN_CROP_PCT: f64 = 1e-3;
+
+    pub fn new(crop_pct: f64, filter: Filter) -> Result<Self, DataError> {
+        if !(Self::MIN_CROP_PCT..=1.0).contains(&crop_pct) {
+            return Err(DataError::config(
+                "--crop-pct",
+                crop_pct.to_string(),
+                format!(
+                    "the kept fraction of the resized image must be in [{}, 1]",
+                    Self::MIN_CROP_PCT
+                ),
+            ));
+        }
+        Ok(Self { crop_pct, filter })
+    }
+
+    /// The `img_size` x `img_size` centre of `img` resized as timm does.
+    pub fn apply(&self, img: &Image, img_size: usize) -> Image {
+        let scale_size = (img_size as f64 / self.crop_pct).floor() as u128;
+        let (width, height) = (img.width as u128, img.height as u128);
+        // torchvision's Resize(int): the longer side keeps the aspect ratio,
+        // truncated.
+        let longer = scale_size * width.max(height) / width.min(height);
+        let (new_width, new_height) = if width <= height {
+            (scale_size, longer)
+        } else {
+            (longer, scale_size)
+        };
+        // torchvision's CenterCrop offsets, rounded half to even as Python
+        // does; both resized sides are at least `img_size`.
+        let offset = |len: u128| ((len - img_size as u128) as f64 / 2.0).round_ties_even();
+        let (left, top) = (offset(new_width), offset(new_height));
+        if (new_width, new_height) == (width, height) {
+            return crop(img, left as isize, top as isize, img_size, img_size);
+        }
+        let (x_scale, y_scale) = (
+            width as f64 / new_width as f64,
+            height as f64 / new_height as f64,
+        );
+        let (x0, y0, side) = (left * x_scale, top * y_scale, img_size as f64);
+        // Rounding must not push the box past the image's far edges.
+        let region = [
+            x0,
+            y0,
+            (side * x_scale).min(width as f64 - x0),
+            (side * y_scale).min(height as f64 - y0),
+        ];
+        resample(img, region, img_size, img_size, self.filter)
+    }
 }
 
 /// torchvision's `ToTensor` + `Normalize`: CHW `f32`,
@@ -395,6 +456,20 @@ impl Default for TrainTransform {
 }
 
 impl TrainTransform {
+    /// Checks the settings [`apply`](Self::apply) relies on: scale and ratio
+    /// ranges positive, finite and ordered, probabilities in [0, 1], jitter
+    /// strengths finite and not negative. Errors name the flag.
+    pub fn validate(&self) -> Result<(), DataError> {
+        check_positive_range("--scale", self.scale)?;
+        check_positive_range("--ratio", self.ratio)?;
+        check_probability("--hflip", self.hflip)?;
+        check_probability("--reprob", self.reprob)?;
+        match &self.color_jitter {
+            Some(jitter) => jitter.validate(),
+            None => Ok(()),
+        }
+    }
+
     /// The image part of the transform: a `size` x `size` result.
     pub fn apply(&self, img: &Image, size: usize, rng: &mut impl Rng) -> Image {
         let mut out =
@@ -411,6 +486,30 @@ impl TrainTransform {
             (None, None) => out,
         }
     }
+}
+
+/// A `(min, max)` range with `0 < min <= max`, both finite.
+pub fn check_positive_range(flag: &'static str, (min, max): (f64, f64)) -> Result<(), DataError> {
+    if min > 0.0 && min <= max && max.is_finite() {
+        return Ok(());
+    }
+    Err(DataError::config(
+        flag,
+        format!("{min} {max}"),
+        "needs two finite numbers with 0 < min <= max",
+    ))
+}
+
+/// A probability: a number in [0, 1].
+pub fn check_probability(flag: &'static str, value: f64) -> Result<(), DataError> {
+    if (0.0..=1.0).contains(&value) {
+        return Ok(());
+    }
+    Err(DataError::config(
+        flag,
+        value.to_string(),
+        "a probability must be in [0, 1]",
+    ))
 }
 
 #[cfg(test)]
@@ -580,14 +679,144 @@ mod tests {
         let resized = resize_shorter(&img, (224.0 / 0.9f64).floor() as usize, Filter::Bicubic);
         // 375 -> 248 and 500 -> int(248 * 500 / 375) = 330.
         assert_eq!((resized.width, resized.height), (330, 248));
-        let out = resize_shorter_then_center_crop(&img, 224, 0.9, Filter::Bicubic);
+        let eval = EvalTransform::new(0.9, Filter::Bicubic).unwrap();
+        let out = eval.apply(&img, 224);
         assert_eq!((out.width, out.height), (224, 224));
         // The crop starts at round((330 - 224) / 2) = 53 and (248 - 224) / 2 = 12.
+        assert_eq!(out, center_crop(&resized, 224));
         assert_eq!(out.pixel(0, 0), resized.pixel(53, 12));
-        assert_eq!(out.pixel(223, 223), resized.pixel(276, 235));
-        let portrait =
-            resize_shorter_then_center_crop(&numbered(300, 600), 224, 0.875, Filter::Bilinear);
-        assert_eq!((portrait.width, portrait.height), (224, 224));
+    }
+
+    /// Resampling only the kept centre gives what resizing the whole image
+    /// and cropping it gives, for any shape and filter.
+    #[test]
+    fn eval_resamples_only_the_kept_centre() {
+        let mut rng = seeded_rng(&[8]);
+        let shapes = [
+            (300, 600),
+            (224, 224),
+            (248, 300),
+            (1000, 37),
+            (97, 101),
+            (5, 3),
+        ];
+        for (width, height) in shapes {
+            let pixels = (0..width * height * 3)
+                .map(|_| rng.random::<u8>())
+                .collect();
+            let img = Image::new(width, height, pixels);
+            for (crop_pct, filter) in [
+                (0.875, Filter::Bilinear),
+                (0.9, Filter::Bicubic),
+                (1.0, Filter::Bicubic),
+                (0.05, Filter::Bilinear),
+            ] {
+                let scale_size = (64.0f64 / crop_pct).floor() as usize;
+                let full = center_crop(&resize_shorter(&img, scale_size, filter), 64);
+                let out = EvalTransform::new(crop_pct, filter)
+                    .unwrap()
+                    .apply(&img, 64);
+                // The filter weights differ in their last bits, which may
+                // round a value the other way.
+                let pairs = || full.pixels.iter().zip(&out.pixels);
+                let differing = pairs().filter(|(a, b)| a != b).count();
+                assert!(
+                    pairs().all(|(a, b)| a.abs_diff(*b) <= 1) && differing < out.pixels.len() / 50,
+                    "{width}x{height} at {crop_pct}: {differing} values differ"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn eval_of_a_sliver_stays_small() {
+        // Resizing all of a 1x60000 image first would take 11 GB.
+        let sliver = Image::new(1, 60_000, [9, 99, 199].repeat(60_000));
+        let out = EvalTransform::new(0.9, Filter::Bicubic)
+            .unwrap()
+            .apply(&sliver, 224);
+        assert_eq!((out.width, out.height), (224, 224));
+        assert!(out.pixels.chunks_exact(3).all(|p| p == [9, 99, 199]));
+    }
+
+    #[test]
+    fn eval_refuses_a_crop_pct_outside_its_range() {
+        for crop_pct in [0.0, -1.0, 1e-4, 1.5, f64::NAN, f64::INFINITY] {
+            let error = EvalTransform::new(crop_pct, Filter::Bicubic).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.starts_with("--crop-pct") && message.contains("[0.001, 1]"),
+                "{message}"
+            );
+        }
+        assert!(EvalTransform::new(0.001, Filter::Bicubic).is_ok());
+    }
+
+    #[test]
+    fn train_transform_settings_are_checked() {
+        assert!(TrainTransform::default().validate().is_ok());
+        let refused = |transform: TrainTransform, flag: &str| {
+            let message = transform.validate().unwrap_err().to_string();
+            assert!(message.starts_with(flag), "{message}");
+        };
+        let base = TrainTransform::default;
+        refused(
+            TrainTransform {
+                ratio: (0.0, 0.0),
+                ..base()
+            },
+            "--ratio",
+        );
+        refused(
+            TrainTransform {
+                ratio: (4.0 / 3.0, 0.75),
+                ..base()
+            },
+            "--ratio",
+        );
+        refused(
+            TrainTransform {
+                scale: (1.0, 0.0),
+                ..base()
+            },
+            "--scale",
+        );
+        refused(
+            TrainTransform {
+                scale: (0.08, f64::INFINITY),
+                ..base()
+            },
+            "--scale",
+        );
+        refused(
+            TrainTransform {
+                scale: (f64::NAN, 1.0),
+                ..base()
+            },
+            "--scale",
+        );
+        refused(
+            TrainTransform {
+                hflip: 2.0,
+                ..base()
+            },
+            "--hflip",
+        );
+        refused(
+            TrainTransform {
+                reprob: -0.1,
+                ..base()
+            },
+            "--reprob",
+        );
+        let jitter = Some(ColorJitter::uniform(f32::NAN));
+        refused(
+            TrainTransform {
+                color_jitter: jitter,
+                ..base()
+            },
+            "--color-jitter",
+        );
     }
 
     #[test]

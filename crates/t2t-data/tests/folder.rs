@@ -2,8 +2,11 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{write_corrupt, write_image};
-use t2t_data::{DataError, Dataset, ImageFolder};
+use t2t_data::folder::MAX_IMAGE_PIXELS;
+use t2t_data::{decode_file, DataError, Dataset, ImageFolder};
 
 #[test]
 fn classes_sort_naturally_and_images_decode() {
@@ -100,4 +103,85 @@ fn a_corrupt_image_fails_in_get_naming_the_file() {
     );
     assert!(!error.contains('\n'));
     assert!(data.get(1).is_ok());
+}
+
+#[test]
+fn an_image_over_the_pixel_limit_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("a/huge.png");
+    // 20000 x 20000 RGB would be 1.2 GB decoded.
+    write_png_header(&huge, 20_000, 20_000);
+    let error = decode_file(&huge).err().unwrap().to_string();
+    assert!(
+        error.starts_with(&format!("{}: ", huge.display()))
+            && error.contains(&format!("1 to {MAX_IMAGE_PIXELS}")),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_truncated_jpeg_still_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/cut.jpg");
+    write_image(&path, 256, 192, 3);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let image = decode_file(&path).unwrap();
+    assert_eq!((image.width, image.height), (256, 192));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_class_folder_name_that_is_not_utf8_is_named_in_the_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    write_image(&class.join("1.png"), 2, 2, 0);
+    let error = ImageFolder::open(dir.path(), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{}: class folder name is not valid UTF-8; rename the folder",
+            class.display()
+        )
+    );
+}
+
+/// A PNG whose header declares `width` x `height` RGB pixels and whose image
+/// data is a few bytes: what a decoder would allocate is the header's.
+pub fn write_png_header(path: &Path, width: u32, height: u32) {
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (b"IHDR", ihdr),
+        (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00]),
+        (b"IEND", vec![]),
+    ] {
+        png.extend((data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend(kind);
+        png.extend(&data);
+        let crc = crc32(&png[start..]);
+        png.extend(crc.to_be_bytes());
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, png).unwrap();
+}
+
+/// The CRC-32 of PNG chunks (and zip, gzip).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
 }

@@ -4,10 +4,10 @@ mod common;
 
 use std::sync::Arc;
 
-use t2t_data::transforms::TrainTransform;
+use t2t_data::transforms::{EvalTransform, Filter, TrainTransform};
 use t2t_data::{
     Batch, DataError, Dataset, Image, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
-    Synthetic, Transform,
+    Synthetic, Transform, Unreadable,
 };
 
 /// Sample `i` is a 1x1 image of value `i` with label `i`.
@@ -50,7 +50,10 @@ fn synthetic() -> Arc<dyn Dataset> {
 }
 
 fn collect(loader: &Loader, epoch: usize, start: usize) -> Vec<Batch> {
-    loader.epoch(epoch, start).collect()
+    loader
+        .epoch(epoch, start)
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 #[test]
@@ -115,7 +118,12 @@ fn a_shuffled_epoch_is_a_permutation() {
         ..LoaderConfig::new(8, 1, 50)
     };
     let loader = Loader::new(Arc::new(Indexed(50)), config).unwrap();
-    let labels = |epoch| -> Vec<usize> { loader.epoch(epoch, 0).flat_map(|b| b.labels).collect() };
+    let labels = |epoch| -> Vec<usize> {
+        collect(&loader, epoch, 0)
+            .into_iter()
+            .flat_map(|b| b.labels)
+            .collect()
+    };
     let first = labels(0);
     assert_ne!(first, (0..50).collect::<Vec<_>>());
     let mut sorted = first.clone();
@@ -123,7 +131,7 @@ fn a_shuffled_epoch_is_a_permutation() {
     assert_eq!(sorted, (0..50).collect::<Vec<_>>());
     assert_ne!(labels(1), first);
     // Without mixup the targets are the smoothed one-hot rows.
-    let batch = loader.epoch(0, 0).next().unwrap();
+    let batch = loader.epoch(0, 0).next().unwrap().unwrap();
     let (on, off) = (1.0 - 0.1 + 0.1 / 50.0, 0.1 / 50.0);
     for (row, &label) in batch.targets.chunks_exact(50).zip(&batch.labels) {
         for (class, &t) in row.iter().enumerate() {
@@ -162,10 +170,7 @@ fn a_corrupt_image_is_replaced_and_counted() {
     }
     let dataset = Arc::new(ImageFolder::open(dir.path(), None).unwrap());
     let config = LoaderConfig {
-        transform: Transform::Eval {
-            crop_pct: 1.0,
-            filter: t2t_data::transforms::Filter::Bicubic,
-        },
+        transform: Transform::Eval(EvalTransform::new(1.0, Filter::Bicubic).unwrap()),
         ..LoaderConfig::new(4, 5, 2)
     };
     for workers in [0, 2] {
@@ -190,4 +195,90 @@ fn a_corrupt_image_is_replaced_and_counted() {
             batches[0].images[3 * sample..4 * sample]
         );
     }
+}
+
+#[test]
+fn evaluation_leaves_a_corrupt_image_out_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, name) in ["a/1.png", "a/2.jpg", "b/1.png", "b/2.png", "b/3.png"]
+        .iter()
+        .enumerate()
+    {
+        let path = dir.path().join(name);
+        if name.ends_with(".jpg") {
+            common::write_corrupt(&path);
+        } else {
+            common::write_image(&path, 6, 5, i as u8);
+        }
+    }
+    let dataset = Arc::new(ImageFolder::open(dir.path(), None).unwrap());
+    for workers in [0, 2] {
+        let config = LoaderConfig {
+            workers,
+            unreadable: Unreadable::Skip,
+            transform: Transform::Eval(EvalTransform::new(1.0, Filter::Bicubic).unwrap()),
+            ..LoaderConfig::new(2, 5, 2)
+        };
+        let batches = collect(&Loader::new(dataset.clone(), config).unwrap(), 0, 0);
+        let sizes: Vec<usize> = batches.iter().map(|b| b.batch_size).collect();
+        assert_eq!(sizes, [1, 2, 1]);
+        let skipped: Vec<usize> = batches.iter().map(|b| b.skipped).collect();
+        assert_eq!(skipped, [1, 0, 0]);
+        let labels: Vec<usize> = batches.iter().flat_map(|b| b.labels.clone()).collect();
+        assert_eq!(labels, [0, 1, 1, 1]);
+        assert_eq!(batches[0].images.len(), 3 * 5 * 5);
+    }
+}
+
+#[test]
+fn a_dataset_with_no_readable_image_ends_the_epoch_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a/1.jpg", "a/2.jpg", "b/1.jpg"] {
+        common::write_corrupt(&dir.path().join(name));
+    }
+    let dataset = Arc::new(ImageFolder::open(dir.path(), None).unwrap());
+    for unreadable in [Unreadable::Replace, Unreadable::Skip] {
+        for workers in [0, 2] {
+            let config = LoaderConfig {
+                workers,
+                unreadable,
+                ..LoaderConfig::new(2, 4, 2)
+            };
+            let loader = Loader::new(dataset.clone(), config).unwrap();
+            let mut epoch = loader.epoch(0, 0);
+            let error = epoch.next().unwrap().unwrap_err();
+            assert!(matches!(error, DataError::NothingReadable { count: 3, .. }));
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "{}: none of its 3 samples can be read (",
+                    dir.path().display()
+                )) && message.contains("cannot decode image"),
+                "{message}"
+            );
+            assert!(epoch.next().is_none(), "an error ends the epoch");
+        }
+    }
+}
+
+#[test]
+fn unusable_augmentation_settings_are_refused_by_the_loader() {
+    let refused =
+        |config: LoaderConfig| Loader::new(synthetic(), config).err().unwrap().to_string();
+    let error = refused(LoaderConfig {
+        transform: Transform::Train(TrainTransform {
+            ratio: (0.0, 0.0),
+            ..TrainTransform::default()
+        }),
+        ..train_config(0)
+    });
+    assert!(error.starts_with("--ratio \"0 0\""), "{error}");
+    let error = refused(LoaderConfig {
+        mixup: Some(MixupConfig {
+            prob: 1.5,
+            ..MixupConfig::default()
+        }),
+        ..train_config(0)
+    });
+    assert!(error.starts_with("--mixup-prob \"1.5\""), "{error}");
 }

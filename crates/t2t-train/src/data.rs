@@ -4,10 +4,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use t2t_data::transforms::{ColorJitter, Filter, Interpolation, RandAugment, TrainTransform};
+use t2t_data::transforms::{
+    ColorJitter, EvalTransform, Filter, Interpolation, RandAugment, TrainTransform,
+};
 use t2t_data::{
     CifarDataset, CifarKind, Dataset, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
-    Synthetic, Transform,
+    Synthetic, Transform, Unreadable,
 };
 use t2t_models::registry::DataConfig;
 
@@ -73,25 +75,25 @@ pub fn open_datasets(config: &TrainConfig, img_size: usize) -> Result<Datasets, 
 }
 
 /// The evaluation pipeline of a model: resize to `img_size / crop_pct`,
-/// centre crop, normalise.
+/// centre crop, normalise. Unreadable images are left out, so that the
+/// images counted are the images evaluated.
 pub fn eval_loader_config(
     data: &DataConfig,
     batch_size: usize,
     img_size: usize,
     classes: usize,
-) -> LoaderConfig {
+) -> Result<LoaderConfig, TrainError> {
     let mut loader = LoaderConfig::new(batch_size, img_size, classes);
-    loader.transform = Transform::Eval {
-        crop_pct: data.crop_pct,
-        filter: if data.interpolation == "bilinear" {
-            Filter::Bilinear
-        } else {
-            Filter::Bicubic
-        },
+    let filter = if data.interpolation == "bilinear" {
+        Filter::Bilinear
+    } else {
+        Filter::Bicubic
     };
+    loader.transform = Transform::Eval(EvalTransform::new(data.crop_pct, filter)?);
+    loader.unreadable = Unreadable::Skip;
     loader.mean = data.mean.map(|m| m as f32);
     loader.std = data.std.map(|s| s as f32);
-    loader
+    Ok(loader)
 }
 
 /// The training pipeline of the recipe.
@@ -165,18 +167,35 @@ impl BatchSource for LoaderSource {
         self.loader.batches_per_epoch()
     }
 
-    fn epoch(&self, epoch: usize, start_batch: usize) -> Box<dyn Iterator<Item = HostBatch> + '_> {
+    /// A batch whose every sample was unreadable and left out is not passed
+    /// on: an empty batch has nothing to compute.
+    fn epoch(
+        &self,
+        epoch: usize,
+        start_batch: usize,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_> {
         let classes = self.loader.config().num_classes;
-        Box::new(self.loader.epoch(epoch, start_batch).map(move |batch| {
-            self.skipped.fetch_add(batch.skipped, Ordering::Relaxed);
-            HostBatch {
-                shape: [batch.batch_size, 3, batch.img_size, batch.img_size],
-                images: batch.images,
-                labels: batch.labels,
-                targets: batch.targets,
-                classes,
-            }
-        }))
+        Box::new(
+            self.loader
+                .epoch(epoch, start_batch)
+                .filter_map(move |batch| {
+                    let batch = match batch {
+                        Ok(batch) => batch,
+                        Err(error) => return Some(Err(error.into())),
+                    };
+                    self.skipped.fetch_add(batch.skipped, Ordering::Relaxed);
+                    if batch.batch_size == 0 {
+                        return None;
+                    }
+                    Some(Ok(HostBatch {
+                        shape: [batch.batch_size, 3, batch.img_size, batch.img_size],
+                        images: batch.images,
+                        labels: batch.labels,
+                        targets: batch.targets,
+                        classes,
+                    }))
+                }),
+        )
     }
 
     fn take_skipped(&self) -> usize {

@@ -10,6 +10,9 @@ pub struct EvalMetrics {
     pub top1: f64,
     pub top5: f64,
     pub images: usize,
+    /// Samples that could not be read and were left out of `images`.
+    #[serde(default)]
+    pub unreadable: usize,
 }
 
 /// Running sums for [`EvalMetrics`].
@@ -42,6 +45,7 @@ impl EvalAccumulator {
             top1: 100.0 * self.top1_hits as f64 / n,
             top5: 100.0 * self.top5_hits as f64 / n,
             images: self.images,
+            unreadable: 0,
         }
     }
 }

@@ -48,10 +48,15 @@ impl HostBatch {
 }
 
 /// Where batches come from. Batch `i` of epoch `e` must be the same on every
-/// call, so that a resumed run sees exactly the data it would have seen.
+/// call, so that a resumed run sees exactly the data it would have seen. An
+/// error ends the epoch.
 pub trait BatchSource {
     fn batches_per_epoch(&self) -> usize;
-    fn epoch(&self, epoch: usize, start_batch: usize) -> Box<dyn Iterator<Item = HostBatch> + '_>;
+    fn epoch(
+        &self,
+        epoch: usize,
+        start_batch: usize,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_>;
     /// Samples skipped as unreadable since the last call.
     fn take_skipped(&self) -> usize {
         0
@@ -278,7 +283,7 @@ impl Trainer {
             for micro in 0..group {
                 let batch = iterator.next().ok_or_else(|| {
                     TrainError::Data("the loader ended before the epoch did".into())
-                })?;
+                })??;
                 let loss = self.micro_step(&batch, micro, group, &mut grads)?;
                 loss_sum += loss;
                 images += batch.shape[0];
@@ -380,11 +385,17 @@ impl Trainer {
             ));
         }
         let eval = match val {
-            Some(val) => evaluate(&self.model.valid(), val),
+            Some(val) => evaluate(&self.model.valid(), val)?,
             None => EvalMetrics::default(),
         };
+        if eval.unreadable > 0 {
+            observer.message(&format!(
+                "epoch {}: evaluated {} images, left out {} unreadable",
+                self.state.epoch, eval.images, eval.unreadable
+            ));
+        }
         let ema = match (val, &self.ema) {
-            (Some(val), Some(ema)) => Some(evaluate(&ema.model, val)),
+            (Some(val), Some(ema)) => Some(evaluate(&ema.model, val)?),
             _ => None,
         };
         let row = EpochRow {
@@ -485,21 +496,28 @@ fn freeze(model: Model, prefixes: &[String]) -> Model {
     map_keyed(model, &mut Freeze(prefixes))
 }
 
-/// Top-1, top-5 and cross entropy (hard labels) of `model` over `source`.
-pub fn evaluate(model: &Model, source: &dyn BatchSource) -> EvalMetrics {
+/// Top-1, top-5 and cross entropy (hard labels) of `model` over `source`,
+/// with the count of samples the source left out as unreadable.
+pub fn evaluate(model: &Model, source: &dyn BatchSource) -> Result<EvalMetrics, TrainError> {
     let device = model
         .devices()
         .into_iter()
         .next()
         .expect("a model lives on a device");
     let mut acc = EvalAccumulator::default();
+    // Only this pass's unreadable samples count.
+    source.take_skipped();
     for batch in source.epoch(0, 0) {
+        let batch = batch?;
         let logits = model.forward(batch.images(&device));
         let one_hot = crate::loss::smoothed_targets(&batch.labels, batch.classes, 0.0, &device);
         let loss = soft_target_cross_entropy(logits.clone(), one_hot).into_scalar::<f32>() as f64;
         acc.add(loss, logits, &batch.labels);
     }
-    acc.finish()
+    Ok(EvalMetrics {
+        unreadable: source.take_skipped(),
+        ..acc.finish()
+    })
 }
 
 /// A well-mixed 64-bit seed from several numbers (splitmix64 steps).

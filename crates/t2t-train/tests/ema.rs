@@ -9,6 +9,7 @@ use t2t_train::optim::{AdamWConfig, OptimizerConfig};
 use t2t_train::trainer::{
     mix, BatchSource, HostBatch, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer,
 };
+use t2t_train::TrainError;
 
 const CLASSES: usize = 4;
 const BATCH: usize = 16;
@@ -26,7 +27,11 @@ impl BatchSource for ChannelClasses {
         self.batches
     }
 
-    fn epoch(&self, epoch: usize, start: usize) -> Box<dyn Iterator<Item = HostBatch> + '_> {
+    fn epoch(
+        &self,
+        epoch: usize,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_> {
         Box::new((start..self.batches).map(move |index| {
             let mut state = mix(&[self.stream, epoch as u64, index as u64]);
             let mut noise = || {
@@ -47,13 +52,13 @@ impl BatchSource for ChannelClasses {
             for (row, &label) in labels.iter().enumerate() {
                 targets[row * CLASSES + label] = 1.0;
             }
-            HostBatch {
+            Ok(HostBatch {
                 images,
                 shape: [BATCH, 3, SIZE, SIZE],
                 labels,
                 targets,
                 classes: CLASSES,
-            }
+            })
         }))
     }
 }

@@ -31,7 +31,11 @@ impl BatchSource for RandomBatches {
         self.batches
     }
 
-    fn epoch(&self, epoch: usize, start: usize) -> Box<dyn Iterator<Item = HostBatch> + '_> {
+    fn epoch(
+        &self,
+        epoch: usize,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_> {
         Box::new((start..self.batches).map(move |index| {
             let mut state = mix(&[epoch as u64, index as u64]);
             let mut next = || {
@@ -47,13 +51,13 @@ impl BatchSource for RandomBatches {
             for (row, &l) in labels.iter().enumerate() {
                 targets[row * CLASSES + l] = 1.0;
             }
-            HostBatch {
+            Ok(HostBatch {
                 images,
                 shape: [BATCH, 3, SIZE, SIZE],
                 labels,
                 targets,
                 classes: CLASSES,
-            }
+            })
         }))
     }
 }

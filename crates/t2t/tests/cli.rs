@@ -290,7 +290,7 @@ fn convert_imports_checkpoints_and_refuses_bad_ones() {
 fn predict_gives_the_top5_of_the_logits_path() {
     use burn::tensor::activation::softmax;
     use burn::tensor::{Device, Tensor, TensorData};
-    use t2t_data::transforms::{normalize, resize_shorter_then_center_crop, Filter};
+    use t2t_data::transforms::{normalize, EvalTransform, Filter};
 
     let Some(checkpoint) = fixture("checkpoints", "official_style.pth.tar") else {
         return;
@@ -352,7 +352,9 @@ fn predict_gives_the_top5_of_the_logits_path() {
         assert_eq!(prediction["file"], file.to_str().unwrap());
         let img = t2t_data::folder::decode_file(&file).unwrap();
         let pixels = normalize(
-            &resize_shorter_then_center_crop(&img, 224, 0.9, Filter::Bicubic),
+            &EvalTransform::new(0.9, Filter::Bicubic)
+                .unwrap()
+                .apply(&img, 224),
             mean,
             std,
         );

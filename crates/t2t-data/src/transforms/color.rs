@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::Image;
+use crate::{DataError, Image};
 
 /// PIL's `convert("L")`: ITU-R 601-2 luma in 16-bit fixed point.
 fn luma(rgb: &[u8]) -> u8 {
@@ -203,6 +203,20 @@ impl ColorJitter {
             contrast: strength,
             saturation: strength,
         }
+    }
+
+    /// Each strength must be finite and not negative.
+    pub fn validate(&self) -> Result<(), DataError> {
+        for strength in [self.brightness, self.contrast, self.saturation] {
+            if !(strength >= 0.0 && strength.is_finite()) {
+                return Err(DataError::config(
+                    "--color-jitter",
+                    strength.to_string(),
+                    "a jitter strength must be a finite number >= 0",
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn apply(&self, img: &mut Image, rng: &mut impl Rng) {

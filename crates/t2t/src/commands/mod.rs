@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
 
@@ -69,18 +69,10 @@ pub fn load_weights(path: &Path, choice: WeightsChoice) -> Result<Imported> {
     Ok(imported)
 }
 
-/// `*` matches any run of characters, `?` any one character.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
-            (Some('?'), Some(_)) => matches(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    matches(&p, &n)
+/// A shell pattern for names: `*` matches any run of characters, `?` any
+/// one, `[...]` one of a set. The `glob` crate's matcher gives up on a
+/// branch as soon as the rest of the pattern cannot fit, so hostile
+/// patterns cost polynomial time, not exponential.
+pub fn name_pattern(pattern: &str) -> Result<glob::Pattern> {
+    glob::Pattern::new(pattern).with_context(|| format!("invalid pattern {pattern:?}"))
 }

@@ -6,13 +6,13 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
 use t2t_data::folder::decode_file;
-use t2t_data::transforms::{normalize, resize_shorter_then_center_crop, Filter};
+use t2t_data::transforms::{normalize, EvalTransform, Filter};
 use t2t_models::registry::imagenet_class_names;
 use t2t_models::weights::load_state_dict;
 
 use t2t_models::import::WeightsChoice;
 
-use super::{eval_data_config, glob_match, load_weights, print_json, resolve_model};
+use super::{eval_data_config, load_weights, name_pattern, print_json, resolve_model};
 use crate::cli::PredictArgs;
 
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
@@ -29,6 +29,9 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     ensure!(args.topk >= 1, "--topk must be at least 1");
     let names = class_names(args.class_map.as_deref(), classes)?;
     let files = expand_inputs(&args.images)?;
+    let data = eval_data_config(&spec.data, &args.transform);
+    let (mean, std) = (data.mean.map(|m| m as f32), data.std.map(|s| s as f32));
+    let transform = EvalTransform::new(data.crop_pct, Filter::Bicubic)?;
     let imported = load_weights(
         &args.checkpoint,
         WeightsChoice::from_flags(args.no_ema, false),
@@ -36,20 +39,13 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let device = Device::default();
     let model = load_state_dict(spec.config.init(&device)?, &imported.dict, &imported.source)?;
     let size = spec.config.img_size();
-    let data = eval_data_config(&spec.data, &args.transform);
-    let (mean, std) = (data.mean.map(|m| m as f32), data.std.map(|s| s as f32));
-    let crop_pct = data.crop_pct;
 
     let mut predictions = Vec::new();
     for chunk in files.chunks(CHUNK) {
         let mut pixels = Vec::with_capacity(chunk.len() * 3 * size * size);
         for file in chunk {
             let image = decode_file(file)?;
-            pixels.extend(normalize(
-                &resize_shorter_then_center_crop(&image, size, crop_pct, Filter::Bicubic),
-                mean,
-                std,
-            ));
+            pixels.extend(normalize(&transform.apply(&image, size), mean, std));
         }
         let images = Tensor::<4>::from_data(
             TensorData::new(pixels, [chunk.len(), 3, size, size]),
@@ -143,7 +139,8 @@ fn class_names(class_map: Option<&Path>, classes: usize) -> Result<Vec<String>> 
     Ok(names)
 }
 
-/// Files, folders (their images, sorted) and glob patterns (`*`, `?` in the file name).
+/// Files, folders (their images, sorted) and glob patterns (`*`, `?`,
+/// `[...]` in the file name).
 fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     let is_image = |p: &Path| {
         p.extension()
@@ -169,15 +166,16 @@ fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let pattern = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
+            let pattern = name_pattern(
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default(),
+            )
+            .with_context(|| input.clone())?;
             list(dir, &|p: &Path| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| glob_match(&pattern, n))
+                    .is_some_and(|n| pattern.matches(n))
             })?
         } else if path.is_file() {
             vec![path.to_path_buf()]

@@ -125,7 +125,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         Arc::clone(&datasets.train),
         train_loader_config(&config, &data, img_size, classes)?,
     )?;
-    let mut eval_config = eval_loader_config(&data, config.batch_size, img_size, classes);
+    let mut eval_config = eval_loader_config(&data, config.batch_size, img_size, classes)?;
     eval_config.workers = config.workers;
     let val = LoaderSource::new(Arc::clone(&datasets.val), eval_config)?;
     let recipe = recipe(&config)?;

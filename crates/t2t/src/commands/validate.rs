@@ -39,8 +39,8 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
         args.batch_size,
         img_size,
         classes,
-    );
-    let metrics = evaluate(&model, &LoaderSource::new(dataset, config)?);
+    )?;
+    let metrics = evaluate(&model, &LoaderSource::new(dataset, config)?)?;
     if metrics.images == 0 {
         bail!(
             "--dataset {} --split {}: no image was evaluated, the split holds none",
@@ -51,11 +51,15 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
     if args.json {
         print_json(&json!({
             "top1": metrics.top1, "top5": metrics.top5, "loss": metrics.loss, "images": metrics.images,
-            "weights": source,
+            "unreadable": metrics.unreadable, "weights": source,
         }));
     } else {
+        let unreadable = match metrics.unreadable {
+            0 => String::new(),
+            n => format!(", {n} unreadable skipped"),
+        };
         println!(
-            "{}: top-1 {:.2}  top-5 {:.2}  loss {:.4}  ({} images, {source})",
+            "{}: top-1 {:.2}  top-5 {:.2}  loss {:.4}  ({} images{unreadable}, {source})",
             spec.name, metrics.top1, metrics.top5, metrics.loss, metrics.images
         );
     }
