@@ -141,7 +141,11 @@ fn verify_fails_on_non_finite_values_anywhere() {
         // after the final norm (its shift), times the largest f32.
         ("Inf output", |d| {
             d.tensors.get_mut("norm.bias").unwrap().values.fill(1e30);
-            d.tensors.get_mut("head.weight").unwrap().values.fill(f32::MAX);
+            d.tensors
+                .get_mut("head.weight")
+                .unwrap()
+                .values
+                .fill(f32::MAX);
         }),
     ];
     for (why, tweak) in cases {
