@@ -1,14 +1,16 @@
 //! A run far shorter than its EMA's horizon: with the decay warm-up the EMA
 //! weights score close to the raw ones; without it they stay at chance.
 
+mod common;
+
+use common::{one_hot_batch, Quiet};
+
 use burn::tensor::Device;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, state_dict};
 use t2t_train::metrics::EpochRow;
 use t2t_train::optim::{AdamWConfig, OptimizerConfig};
-use t2t_train::trainer::{
-    mix, BatchSource, HostBatch, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer,
-};
+use t2t_train::trainer::{mix, BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
 use t2t_train::TrainError;
 
 const CLASSES: usize = 4;
@@ -48,26 +50,9 @@ impl BatchSource for ChannelClasses {
                     images.extend((0..SIZE * SIZE).map(|_| level + noise()));
                 }
             }
-            let mut targets = vec![0.0; BATCH * CLASSES];
-            for (row, &label) in labels.iter().enumerate() {
-                targets[row * CLASSES + label] = 1.0;
-            }
-            Ok(HostBatch {
-                images,
-                shape: [BATCH, 3, SIZE, SIZE],
-                labels,
-                targets,
-                classes: CLASSES,
-            })
+            Ok(one_hot_batch(images, labels, SIZE, CLASSES))
         }))
     }
-}
-
-struct Quiet;
-impl Observer for Quiet {
-    fn step(&mut self, _: &StepReport) {}
-    fn epoch(&mut self, _: &EpochRow) {}
-    fn message(&mut self, _: &str) {}
 }
 
 /// 3 epochs of 60 steps with the `cifar` preset's EMA decay, whose horizon

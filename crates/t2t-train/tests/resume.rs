@@ -2,6 +2,10 @@
 //! and the same final weights as the run left alone; a non-finite loss stops
 //! the run and keeps the last good checkpoint.
 
+mod common;
+
+use common::{one_hot_batch, Quiet};
+
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -9,11 +13,8 @@ use burn::tensor::Device;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, read_safetensors, state_dict, StateDict};
 use t2t_models::ModelConfig;
-use t2t_train::metrics::EpochRow;
 use t2t_train::optim::{AdamWConfig, OptimizerConfig};
-use t2t_train::trainer::{
-    mix, BatchSource, HostBatch, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer,
-};
+use t2t_train::trainer::{mix, BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
 use t2t_train::TrainError;
 
 const CLASSES: usize = 4;
@@ -47,26 +48,9 @@ impl BatchSource for RandomBatches {
                 images[0] = f32::NAN;
             }
             let labels: Vec<usize> = (0..BATCH).map(|b| (b + index) % CLASSES).collect();
-            let mut targets = vec![0.0; BATCH * CLASSES];
-            for (row, &l) in labels.iter().enumerate() {
-                targets[row * CLASSES + l] = 1.0;
-            }
-            Ok(HostBatch {
-                images,
-                shape: [BATCH, 3, SIZE, SIZE],
-                labels,
-                targets,
-                classes: CLASSES,
-            })
+            Ok(one_hot_batch(images, labels, SIZE, CLASSES))
         }))
     }
-}
-
-struct Quiet;
-impl Observer for Quiet {
-    fn step(&mut self, _: &StepReport) {}
-    fn epoch(&mut self, _: &EpochRow) {}
-    fn message(&mut self, _: &str) {}
 }
 
 fn recipe() -> Recipe {
