@@ -354,3 +354,36 @@ fn headless_models_are_refused_where_a_head_is_needed() {
     run.assert_bounded();
     assert_eq!(run.code, Some(0), "{run:#?}");
 }
+
+#[test]
+fn commands_that_read_images_refuse_models_of_other_channel_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("photo.png");
+    image::RgbImage::new(8, 8).save(&image).unwrap();
+    let image = image.to_str().unwrap();
+    let one_channel = ["--model-kwargs", "in_chans=1"];
+    let commands: [&[&str]; 3] = [
+        &[
+            "predict",
+            "--model",
+            "t2t_vit_7",
+            "--checkpoint",
+            "w.safetensors",
+            image,
+        ],
+        &[
+            "validate",
+            "--model",
+            "t2t_vit_7",
+            "--checkpoint",
+            "w.safetensors",
+            "--dataset",
+            "synthetic",
+        ],
+        &["train", "--model", "t2t_vit_7_cifar", "-o", "run"],
+    ];
+    for args in commands {
+        let args: Vec<&str> = args.iter().chain(&one_channel).copied().collect();
+        run_t2t(&args, dir.path()).assert_refused("in_chans 1: images are read as RGB");
+    }
+}

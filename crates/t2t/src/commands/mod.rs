@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
 
@@ -43,6 +43,19 @@ pub fn resolve_model(name: &str, overrides: &ModelOverrides) -> Result<ModelSpec
         kwargs.push(format!("num_classes={classes}"));
     }
     spec.config.apply_kwargs(&kwargs)?;
+    Ok(spec)
+}
+
+/// The model of a command that reads images: images are decoded as RGB, so
+/// the model must take three input channels.
+pub fn resolve_image_model(name: &str, overrides: &ModelOverrides) -> Result<ModelSpec> {
+    let spec = resolve_model(name, overrides)?;
+    let channels = spec.config.in_chans();
+    if channels != 3 {
+        bail!(
+            "{name}: in_chans {channels}: images are read as RGB, so this command needs a model of 3 input channels"
+        );
+    }
     Ok(spec)
 }
 

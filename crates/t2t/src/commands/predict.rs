@@ -12,7 +12,7 @@ use t2t_models::weights::load_state_dict;
 
 use t2t_models::import::WeightsChoice;
 
-use super::{eval_data_config, load_weights, name_pattern, print_json, resolve_model};
+use super::{eval_data_config, load_weights, name_pattern, print_json, resolve_image_model};
 use crate::cli::PredictArgs;
 
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
@@ -20,7 +20,7 @@ const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
 const CHUNK: usize = 16;
 
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
-    let spec = resolve_model(&args.model.model, &args.model.overrides)?;
+    let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
     let classes = spec.config.num_classes();
     ensure!(
         classes > 0,

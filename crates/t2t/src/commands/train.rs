@@ -20,7 +20,7 @@ use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, Ste
 
 use t2t_models::import::WeightsChoice;
 
-use super::{load_weights, print_json, resolve_model};
+use super::{load_weights, print_json, resolve_image_model};
 use crate::cli::{ModelOverrides, TrainArgs};
 
 /// Draws a progress bar per epoch and prints a line per finished epoch.
@@ -437,7 +437,7 @@ fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
         num_classes: config.num_classes,
         model_kwargs: kwargs,
     };
-    resolve_model(&config.model, &overrides)
+    resolve_image_model(&config.model, &overrides)
 }
 
 /// The settings of a new run: preset, then config file, then flags.

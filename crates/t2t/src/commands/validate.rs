@@ -10,11 +10,11 @@ use t2t_train::trainer::evaluate;
 
 use t2t_models::import::WeightsChoice;
 
-use super::{eval_data_config, load_weights, print_json, resolve_model};
+use super::{eval_data_config, load_weights, print_json, resolve_image_model};
 use crate::cli::ValidateArgs;
 
 pub fn run(args: ValidateArgs) -> Result<ExitCode> {
-    let spec = resolve_model(&args.model.model, &args.model.overrides)?;
+    let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
     let imported = load_weights(
         &args.checkpoint,
         WeightsChoice::from_flags(args.no_ema, args.ema),
