@@ -387,3 +387,12 @@ fn commands_that_read_images_refuse_models_of_other_channel_counts() {
         run_t2t(&args, dir.path()).assert_refused("in_chans 1: images are read as RGB");
     }
 }
+
+#[test]
+fn a_benchmark_batch_past_the_input_limit_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    for batch in ["100000000", "18446744073709551615"] {
+        let args = ["bench", "--model", MODEL, "--batch-size", batch];
+        run_t2t(&args, dir.path()).assert_refused("the limit of a benchmark batch");
+    }
+}

@@ -11,6 +11,10 @@ use t2t_train::optim::{AdamWConfig, Optimizer, OptimizerConfig};
 use super::{print_json, resolve_model};
 use crate::cli::BenchArgs;
 
+/// The most input values one benchmark batch may hold (256 MiB of f32):
+/// the activations of a batch are tens of times larger again.
+const MAX_INPUT_VALUES: usize = 1 << 26;
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     ensure!(args.iters > 0, "--iters must be at least 1");
@@ -18,6 +22,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let size = spec.config.img_size();
     let classes = spec.config.num_classes();
     let shape = [args.batch_size, spec.config.in_chans(), size, size];
+    let values = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    ensure!(
+        values.is_some_and(|v| v <= MAX_INPUT_VALUES),
+        "--batch-size {}: a batch of {}x{size}x{size} images holds more than {MAX_INPUT_VALUES} \
+         input values, the limit of a benchmark batch",
+        args.batch_size,
+        shape[1]
+    );
     let times_ms = if args.train {
         ensure!(
             classes > 0,
