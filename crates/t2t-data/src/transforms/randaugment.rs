@@ -96,6 +96,8 @@ impl RandAugment {
     /// as in timm. Unlike timm, `inc0` turns the increasing set off (timm's
     /// `bool("0")` is true).
     pub fn parse(spec: &str) -> Result<Self, DataError> {
+        // Every operation costs a pass over the image, and recipes use 1 to 4.
+        const MAX_LAYERS: usize = 16;
         let error = |reason: String| DataError::config("--aa", spec, reason);
         let mut sections = spec.split('-');
         if sections.next() != Some("rand") {
@@ -123,7 +125,14 @@ impl RandAugment {
             };
             match key {
                 "m" => ra.magnitude = int()? as f64,
-                "n" => ra.num_layers = int()?,
+                "n" => {
+                    ra.num_layers = int()?;
+                    if ra.num_layers > MAX_LAYERS {
+                        return Err(error(format!(
+                            "'{section}': at most {MAX_LAYERS} operations per image"
+                        )));
+                    }
+                }
                 "mmax" => ra.magnitude_max = int()? as f64,
                 "inc" => ra.increasing = int()? != 0,
                 "w" if int()? == 0 => ra.weighted = true,
@@ -293,11 +302,20 @@ mod tests {
         assert_eq!(ra.noise, MagnitudeNoise::Uniform);
         assert!(ra.weighted);
         assert!(!ra.increasing);
+        assert_eq!(RandAugment::parse("rand-n16").unwrap().num_layers, 16);
     }
 
     #[test]
     fn bad_specs_name_the_flag_on_one_line() {
-        for spec in ["rnd-m9", "rand-q3", "rand-m9.5", "rand-w1", "rand-mstd0.x"] {
+        let many = "rand-n1000000-m9";
+        for spec in [
+            "rnd-m9",
+            "rand-q3",
+            "rand-m9.5",
+            "rand-w1",
+            "rand-mstd0.x",
+            many,
+        ] {
             let message = RandAugment::parse(spec).unwrap_err().to_string();
             assert!(message.starts_with("--aa"), "{message}");
             assert!(message.contains(spec), "{message}");
