@@ -38,6 +38,7 @@ for workload in "${workloads[@]}"; do
     done
 done
 
+lscpu | grep 'Model name'
 python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = {}
