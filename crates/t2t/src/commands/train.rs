@@ -15,7 +15,7 @@ use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
-use t2t_train::run_dir::{clear_run, run_files, RunLock};
+use t2t_train::run_dir::{clear_run, remove_stale_temporaries, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
 use t2t_models::import::WeightsChoice;
@@ -269,7 +269,7 @@ fn create_run(args: &TrainArgs) -> Result<(TrainConfig, RunLock)> {
     let output = &config.output;
     std::fs::create_dir_all(output).with_context(|| output.display().to_string())?;
     let lock = RunLock::acquire(output)?;
-    recover_checkpoints(output)?;
+    recover_run(output)?;
     let existing = run_files(output);
     if !existing.is_empty() {
         if !args.overwrite {
@@ -303,7 +303,7 @@ fn open_run(args: &TrainArgs, path: &Path) -> Result<(TrainConfig, RunLock)> {
     }
     let run = run_dir(path);
     let lock = RunLock::acquire(&run)?;
-    recover_checkpoints(&run)?;
+    recover_run(&run)?;
     let config = run_config(&run)?;
     refuse_changed_settings(args, &config)?;
     if let Some(epochs) = args.epochs {
@@ -316,9 +316,13 @@ fn open_run(args: &TrainArgs, path: &Path) -> Result<(TrainConfig, RunLock)> {
     Ok((config, lock))
 }
 
-/// Completes or undoes a checkpoint save that a killed run left unfinished.
-fn recover_checkpoints(run: &Path) -> Result<()> {
-    for note in checkpoint::recover(run)? {
+/// Completes or undoes a checkpoint save that a killed run left unfinished,
+/// and removes the other files it was writing.
+fn recover_run(run: &Path) -> Result<()> {
+    for note in checkpoint::recover(run)?
+        .into_iter()
+        .chain(remove_stale_temporaries(run)?)
+    {
         eprintln!("{note}");
     }
     Ok(())
