@@ -119,3 +119,34 @@ fn best_keeps_the_better_of_raw_and_ema_and_validate_reproduces_it() {
     assert_eq!(validate(run_arg, Some("--no-ema")), rows[epoch].0);
     assert_eq!(validate(run_arg, Some("--ema")), rows[epoch].1);
 }
+
+/// The model configuration a run's `last` checkpoint was written with.
+fn checkpoint_model_config(run: &Path) -> Value {
+    let weights =
+        t2t_models::weights::read_safetensors(&run.join("last/model.safetensors")).unwrap();
+    serde_json::from_str(&weights.metadata["model_config"]).unwrap()
+}
+
+#[test]
+fn model_kwargs_win_over_the_presets_drop_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut args = vec![
+        "train",
+        "--synthetic-train-size",
+        "64",
+        "--synthetic-val-size",
+        "32",
+        "--epochs",
+        "1",
+        "-b",
+        "32",
+        "-o",
+        run.to_str().unwrap(),
+    ];
+    args.extend(MODEL_KWARGS);
+    args.push("drop_path_rate=0.3");
+    t2t(&args);
+    let config = checkpoint_model_config(&run).to_string();
+    assert!(config.contains("\"drop_path_rate\":0.3"), "{config}");
+}

@@ -431,11 +431,15 @@ fn val_len(config: &TrainConfig) -> String {
     }
 }
 
-/// The model of a run: its registered name with the run's overrides.
+/// The model of a run: its registered name with the run's overrides. The
+/// recipe's `--drop` and `--drop-path` come first, so that the same rates
+/// given in `--model-kwargs` (the user's own words for this model) win.
 fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
-    let mut kwargs = config.model_kwargs.clone();
-    kwargs.push(format!("drop_rate={}", config.drop));
-    kwargs.push(format!("drop_path_rate={}", config.drop_path));
+    let mut kwargs = vec![
+        format!("drop_rate={}", config.drop),
+        format!("drop_path_rate={}", config.drop_path),
+    ];
+    kwargs.extend(config.model_kwargs.iter().cloned());
     let overrides = ModelOverrides {
         img_size: config.img_size,
         num_classes: config.num_classes,
