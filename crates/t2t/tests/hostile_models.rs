@@ -396,3 +396,11 @@ fn a_benchmark_batch_past_the_input_limit_is_refused_before_allocating() {
         run_t2t(&args, dir.path()).assert_refused("the limit of a benchmark batch");
     }
 }
+
+#[test]
+fn unknown_or_unparsable_model_kwargs_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |kwarg: &str| run_t2t(&["info", MODEL, "--model-kwargs", kwarg], dir.path());
+    run("drop_path=0.1").assert_refused("unknown key 'drop_path' (known: attn_drop_rate");
+    run("depth=abc").assert_refused("depth: cannot use 'abc'");
+}
