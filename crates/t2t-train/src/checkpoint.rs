@@ -17,6 +17,7 @@ use t2t_models::{Model, ModelConfig};
 
 use crate::metrics::{EpochRow, EvalMetrics};
 use crate::optim::{Optimizer, OptimizerConfig};
+use crate::run_dir::is_temporary_of_run_file;
 use crate::schedule::CosineSchedule;
 use crate::TrainError;
 
@@ -161,8 +162,10 @@ fn install(run: &Path, name: &str, complete: &Path) -> Result<(), TrainError> {
 }
 
 /// Finishes what a run killed while saving left in `run`: a checkpoint
-/// moved aside whose successor never arrived is put back, and backups and
-/// partly written checkpoints are removed. Returns what was done, one line each.
+/// moved aside whose successor never arrived is put back, and backups,
+/// partly written checkpoints and the temporary files of the run's other
+/// files are removed. Returns what was done, one line each. Call it while
+/// holding the run's lock.
 pub fn recover(run: &Path) -> Result<Vec<String>, TrainError> {
     let mut notes = Vec::new();
     let entries = match std::fs::read_dir(run) {
@@ -175,7 +178,10 @@ pub fn recover(run: &Path) -> Result<Vec<String>, TrainError> {
         let Some(file_name) = path.file_name().and_then(|f| f.to_str()) else {
             continue;
         };
-        if file_name.starts_with(PARTIAL_PREFIX) {
+        if is_temporary_of_run_file(file_name) && path.is_file() {
+            std::fs::remove_file(&path).map_err(TrainError::io_at(&path))?;
+            notes.push(format!("removed the partly written {}", path.display()));
+        } else if file_name.starts_with(PARTIAL_PREFIX) {
             std::fs::remove_dir_all(&path).map_err(TrainError::io_at(&path))?;
             notes.push(format!(
                 "removed the partly written checkpoint {}",
@@ -337,8 +343,10 @@ mod tests {
         // Killed between moving the old one aside and renaming the new one in.
         checkpoint(&run.join(format!("{PREVIOUS_PREFIX}best")), "1");
         checkpoint(&run.join(format!("{PARTIAL_PREFIX}best-def")), "2");
+        // Killed while drawing curves.png.
+        std::fs::write(run.join(".curves.png.g4WzqD.png"), "").unwrap();
         let notes = recover(run).unwrap();
-        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert_eq!(notes.len(), 4, "{notes:?}");
         assert_eq!(names(run), ["best", "last"]);
         assert_eq!(
             (step_of(&run.join("last")), step_of(&run.join("best"))),

@@ -85,30 +85,12 @@ pub fn run_files(run: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes the temporary files that a killed run left beside its own files
-/// (`.summary.csv.RANDOM.csv` and the like, from `write_atomically`), and
-/// says which. Call it while holding the run's lock.
-pub fn remove_stale_temporaries(run: &Path) -> Result<Vec<String>, TrainError> {
-    let entries = match std::fs::read_dir(run) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(TrainError::io(run, e)),
-    };
-    let mut notes = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| TrainError::io(run, e))?.path();
-        let Some(name) = path.file_name().and_then(|f| f.to_str()) else {
-            continue;
-        };
-        let stale = RUN_FILES
-            .iter()
-            .any(|file| name.starts_with(&format!(".{file}.")));
-        if stale && path.is_file() {
-            std::fs::remove_file(&path).map_err(|e| TrainError::io(&path, e))?;
-            notes.push(format!("removed the partly written {}", path.display()));
-        }
-    }
-    Ok(notes)
+/// Whether `name` is a temporary file that a run's writer (`write_atomically`)
+/// makes beside one of the run's own files: `.summary.csv.RANDOM.csv` and the like.
+pub fn is_temporary_of_run_file(name: &str) -> bool {
+    RUN_FILES
+        .iter()
+        .any(|file| name.starts_with(&format!(".{file}.")))
 }
 
 /// Removes the files of the run in `run`, leaving anything else there.
@@ -140,24 +122,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stale_temporaries_of_run_files_are_removed_and_nothing_else() {
-        let run = tempfile::tempdir().unwrap();
-        for name in [
-            ".curves.png.g4WzqD.png",
-            ".summary.csv.x1.csv",
-            ".notes.txt.a",
-            "summary.csv",
-        ] {
-            std::fs::write(run.path().join(name), "x").unwrap();
-        }
-        let notes = remove_stale_temporaries(run.path()).unwrap();
-        assert_eq!(notes.len(), 2, "{notes:?}");
-        let mut left: Vec<String> = std::fs::read_dir(run.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, [".notes.txt.a", "summary.csv"]);
+    fn temporaries_of_run_files_are_told_from_other_files() {
+        assert!(is_temporary_of_run_file(".curves.png.g4WzqD.png"));
+        assert!(is_temporary_of_run_file(".summary.csv.x1.csv"));
+        assert!(!is_temporary_of_run_file(".notes.txt.a"));
+        assert!(!is_temporary_of_run_file("summary.csv"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
-use t2t_train::run_dir::{clear_run, remove_stale_temporaries, run_files, RunLock};
+use t2t_train::run_dir::{clear_run, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
 use t2t_models::import::WeightsChoice;
@@ -319,10 +319,7 @@ fn open_run(args: &TrainArgs, path: &Path) -> Result<(TrainConfig, RunLock)> {
 /// Completes or undoes a checkpoint save that a killed run left unfinished,
 /// and removes the other files it was writing.
 fn recover_run(run: &Path) -> Result<()> {
-    for note in checkpoint::recover(run)?
-        .into_iter()
-        .chain(remove_stale_temporaries(run)?)
-    {
+    for note in checkpoint::recover(run)? {
         eprintln!("{note}");
     }
     Ok(())
