@@ -3,9 +3,8 @@ use std::process::ExitCode;
 use anyhow::{ensure, Result};
 use burn::tensor::Device;
 use serde_json::json;
-use t2t_models::weights::{load_state_dict, write_safetensors};
-
 use t2t_models::import::WeightsChoice;
+use t2t_models::weights::{load_state_dict, write_safetensors};
 
 use super::{load_weights, print_json, resolve_model};
 use crate::cli::{ConvertArgs, ModelOverrides};

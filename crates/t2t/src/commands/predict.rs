@@ -7,10 +7,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
 use t2t_data::folder::decode_file;
 use t2t_data::transforms::{normalize, EvalTransform, Filter};
+use t2t_models::import::WeightsChoice;
 use t2t_models::registry::imagenet_class_names;
 use t2t_models::weights::load_state_dict;
-
-use t2t_models::import::WeightsChoice;
 
 use super::{eval_data_config, load_weights, name_pattern, print_json, resolve_image_model};
 use crate::cli::PredictArgs;

@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use t2t_models::import::adapt_for_finetuning;
+use t2t_models::import::{adapt_for_finetuning, WeightsChoice};
 use t2t_models::registry::ModelSpec;
 use t2t_models::weights::load_state_dict;
 use t2t_train::checkpoint::{self, run_dir};
@@ -17,8 +17,6 @@ use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
 use t2t_train::run_dir::{clear_run, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
-
-use t2t_models::import::WeightsChoice;
 
 use super::{load_weights, print_json, resolve_image_model};
 use crate::cli::{ModelOverrides, TrainArgs};

@@ -3,12 +3,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use burn::tensor::Device;
 use serde_json::json;
+use t2t_models::import::WeightsChoice;
 use t2t_models::weights::load_state_dict;
 use t2t_train::config::DatasetKind;
 use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
 use t2t_train::trainer::evaluate;
-
-use t2t_models::import::WeightsChoice;
 
 use super::{eval_data_config, load_weights, print_json, resolve_image_model};
 use crate::cli::ValidateArgs;

@@ -4,10 +4,9 @@ use std::process::ExitCode;
 use anyhow::{ensure, Result};
 use burn::tensor::Device;
 use serde_json::json;
+use t2t_models::import::WeightsChoice;
 use t2t_models::parity::{compare, merge_weights, Comparison};
 use t2t_models::weights::{load_state_dict, read_safetensors, StateDict};
-
-use t2t_models::import::WeightsChoice;
 
 use super::load_weights;
 
