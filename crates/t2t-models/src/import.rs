@@ -218,44 +218,49 @@ fn import_run_weights(file: &Path, choice: WeightsChoice) -> Result<Imported, Mo
         .and_then(|f| f.strip_suffix(".safetensors"))
         .map(|stem| PathBuf::from(format!("{stem}-ema.safetensors")))
         .filter(|ema| ema.is_file());
-    let kind = match (choice, &ema_file) {
-        (WeightsChoice::Raw, _) => Some(WeightsKind::Raw),
+    let imported = |path: &Path, kind: Option<WeightsKind>, dict: StateDict| {
+        let key = kind.map_or("", WeightsKind::name);
+        let shown = if key.is_empty() { "weights" } else { key };
+        Imported {
+            source: format!("{} ({shown})", path.display()),
+            dict,
+            key: key.to_string(),
+        }
+    };
+    let ema = match (choice, ema_file) {
+        (WeightsChoice::Raw, _) => {
+            return Ok(imported(
+                file,
+                Some(WeightsKind::Raw),
+                read_safetensors(file)?,
+            ))
+        }
         (WeightsChoice::Ema, None) => {
             return Err(ModelError::WeightsFile {
                 path: file.display().to_string(),
                 reason: "--ema: no EMA weights beside it".to_string(),
             })
         }
-        (WeightsChoice::Ema, Some(_)) => Some(WeightsKind::Ema),
-        (WeightsChoice::Preferred, None) => None,
-        (WeightsChoice::Preferred, Some(_)) => Some(recorded_preference(file)?),
+        (WeightsChoice::Preferred, None) => {
+            return Ok(imported(file, None, read_safetensors(file)?))
+        }
+        (WeightsChoice::Ema, Some(ema)) => ema,
+        (WeightsChoice::Preferred, Some(ema)) => {
+            // The raw file records the run's choice; read once, it is also
+            // the answer when that choice is the raw weights. Checkpoints
+            // written before runs recorded a choice mean the EMA weights.
+            let raw = read_safetensors(file)?;
+            if raw.metadata.get(PREFERRED_WEIGHTS).map(String::as_str) == Some("raw") {
+                return Ok(imported(file, Some(WeightsKind::Raw), raw));
+            }
+            ema
+        }
     };
-    let read = match (kind, ema_file) {
-        (Some(WeightsKind::Ema), Some(ema)) => ema,
-        _ => file.to_path_buf(),
-    };
-    let key = kind.map_or("", WeightsKind::name);
-    Ok(Imported {
-        source: format!(
-            "{} ({})",
-            read.display(),
-            if key.is_empty() { "weights" } else { key }
-        ),
-        dict: read_safetensors(&read)?,
-        key: key.to_string(),
-    })
-}
-
-/// The weights a run recorded for its checkpoint `file`; the EMA weights
-/// for checkpoints written before runs recorded a choice.
-fn recorded_preference(file: &Path) -> Result<WeightsKind, ModelError> {
-    let raw = read_safetensors(file)?;
-    Ok(
-        match raw.metadata.get(PREFERRED_WEIGHTS).map(String::as_str) {
-            Some("raw") => WeightsKind::Raw,
-            _ => WeightsKind::Ema,
-        },
-    )
+    Ok(imported(
+        &ema,
+        Some(WeightsKind::Ema),
+        read_safetensors(&ema)?,
+    ))
 }
 
 /// Makes pretrained weights fit `model` for fine-tuning: a head of another
