@@ -86,22 +86,10 @@ fn write_png_header(path: &Path, width: u32, height: u32) {
         let start = png.len();
         png.extend(kind);
         png.extend(&data);
-        let crc = crc32(&png[start..]);
+        let crc = crc32fast::hash(&png[start..]);
         png.extend(crc.to_be_bytes());
     }
     std::fs::write(path, png).unwrap();
-}
-
-/// The CRC-32 that PNG chunks carry.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
 }
 
 fn last_json(run: &Run) -> Value {
