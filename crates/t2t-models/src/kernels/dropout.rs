@@ -1,7 +1,10 @@
 //! Dropout whose mask is a hash of (seed, element index). burn's dropout
 //! draws a float mask from a cryptographic generator and keeps it, full
 //! size, for the backward pass; here the mask costs a few integer operations
-//! per element and the backward pass regenerates it from the seed alone.
+//! per element and the backward pass regenerates it from the seeds alone.
+//! A tensor is masked either under one seed, or under one seed per sample
+//! (see [`crate::layers::with_sample_keys`]), element indices then counting
+//! within the sample.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -11,8 +14,10 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor, TensorData};
 use rayon::prelude::*;
+
+use crate::layers::next_sample_seeds;
 
 use super::math::vectorised;
 use super::{on_flex, read, write};
@@ -30,31 +35,47 @@ fn mix(mut x: u32) -> u32 {
     x ^ (x >> 16)
 }
 
-/// `x ⊙ mask / (1 − prob)` where element i is kept when its hash under
-/// `seed` reaches `prob · 2³²`.
-fn apply(x: &[f32], prob: f64, seed: u64) -> Vec<f32> {
+/// `x ⊙ mask / (1 − prob)`. `x` splits into `seeds.len()` equal rows, and
+/// element i of row r is kept when its hash under `seeds[r]` reaches
+/// `prob · 2³²`.
+fn apply(x: &[f32], prob: f64, seeds: &[u64]) -> Vec<f32> {
     assert!(
         (0.0..1.0).contains(&prob),
         "dropout: probability {prob} is not in [0, 1)"
     );
+    assert!(
+        !seeds.is_empty() && x.len().is_multiple_of(seeds.len()),
+        "dropout: {} seeds for {} elements",
+        seeds.len(),
+        x.len()
+    );
+    if x.is_empty() {
+        return Vec::new();
+    }
     let threshold = (prob * 4_294_967_296.0).min(u32::MAX as f64) as u32;
     let scale = (1.0 / (1.0 - prob)) as f32;
-    let (low, high) = (seed as u32, (seed >> 32) as u32);
+    let row = x.len() / seeds.len();
     let mut out = vec![0.0; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(chunk, (out, x))| {
-            let first = (chunk * CHUNK) as u32;
-            vectorised(
-                #[inline(always)]
-                || {
-                    for (i, (out, x)) in out.iter_mut().zip(x).enumerate() {
-                        let hash = mix(mix(first.wrapping_add(i as u32) ^ low) ^ high);
-                        *out = if hash >= threshold { x * scale } else { 0.0 };
-                    }
-                },
-            )
+    out.par_chunks_mut(row)
+        .zip(x.par_chunks(row))
+        .zip(seeds)
+        .for_each(|((out, x), &seed)| {
+            let (low, high) = (seed as u32, (seed >> 32) as u32);
+            out.par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK))
+                .enumerate()
+                .for_each(|(chunk, (out, x))| {
+                    let first = (chunk * CHUNK) as u32;
+                    vectorised(
+                        #[inline(always)]
+                        || {
+                            for (i, (out, x)) in out.iter_mut().zip(x).enumerate() {
+                                let hash = mix(mix(first.wrapping_add(i as u32) ^ low) ^ high);
+                                *out = if hash >= threshold { x * scale } else { 0.0 };
+                            }
+                        },
+                    )
+                })
         });
     out
 }
@@ -62,13 +83,13 @@ fn apply(x: &[f32], prob: f64, seed: u64) -> Vec<f32> {
 #[backend_extension(Flex, Autodiff)]
 pub trait DropoutOps: Backend {
     /// Also the backward pass: the gradient goes through the same mask.
-    fn hashed_dropout(x: FloatTensor<Self>, prob: f64, seed: u64) -> FloatTensor<Self>;
+    fn hashed_dropout(x: FloatTensor<Self>, prob: f64, seeds: Vec<u64>) -> FloatTensor<Self>;
 }
 
 impl DropoutOps for Flex {
-    fn hashed_dropout(x: FlexTensor, prob: f64, seed: u64) -> FlexTensor {
+    fn hashed_dropout(x: FlexTensor, prob: f64, seeds: Vec<u64>) -> FlexTensor {
         let (values, shape) = read(&x);
-        write(apply(&values, prob, seed), shape)
+        write(apply(&values, prob, &seeds), shape)
     }
 }
 
@@ -76,44 +97,53 @@ impl DropoutOps for Flex {
 struct DropoutBackward;
 
 impl<B: Backend + DropoutOps> Backward<B, 1> for DropoutBackward {
-    type State = (f64, u64);
+    type State = (f64, Vec<u64>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (prob, seed) = ops.state;
+        let (prob, seeds) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::hashed_dropout(grad, prob, seed)
+            B::hashed_dropout(grad, prob, seeds)
         });
     }
 }
 
 impl<B: Backend + DropoutOps, C: CheckpointStrategy> DropoutOps for Autodiff<B, C> {
-    fn hashed_dropout(x: FloatTensor<Self>, prob: f64, seed: u64) -> FloatTensor<Self> {
-        let output = B::hashed_dropout(Autodiff::<B, C>::inner(x.clone()), prob, seed);
+    fn hashed_dropout(x: FloatTensor<Self>, prob: f64, seeds: Vec<u64>) -> FloatTensor<Self> {
+        let output = B::hashed_dropout(Autodiff::<B, C>::inner(x.clone()), prob, seeds.clone());
         match DropoutBackward
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((prob, seed), output),
+            OpsKind::Tracked(prep) => prep.finish((prob, seeds), output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         }
     }
 }
 
 /// Zeroes each element of `x` with probability `prob` and scales the rest
-/// by 1/(1 − prob). The mask's seed comes from the device's generator, so a
-/// seeded device gives the same masks; on other backends this is burn's
-/// Bernoulli-mask dropout.
+/// by 1/(1 − prob). With keyed samples each sample has its own mask;
+/// otherwise the mask's seed comes from the device's generator, so a seeded
+/// device gives the same masks (on other backends than the CPU one, burn's
+/// Bernoulli-mask dropout).
 pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64) -> Tensor<D> {
-    let keep = 1.0 - prob;
+    let sample_seeds = next_sample_seeds(x.dims()[0]);
     if !on_flex(x.device()) {
-        let mask = x.random_like(Distribution::Bernoulli(keep));
-        return x * mask * (1.0 / keep);
+        let mask = match sample_seeds {
+            Some(seeds) => {
+                let ones = vec![1.0; x.shape().num_elements()];
+                let mask = TensorData::new(apply(&ones, prob, &seeds), x.shape());
+                Tensor::from_data(mask, &x.device())
+            }
+            None => x.random_like(Distribution::Bernoulli(1.0 - prob)) / (1.0 - prob),
+        };
+        return x * mask;
     }
+    let seeds = sample_seeds.unwrap_or_else(|| vec![seed_from(&x)]);
     Tensor::from_dispatch(<Dispatch as DropoutOps>::hashed_dropout(
-        x.clone().into_dispatch(),
+        x.into_dispatch(),
         prob,
-        seed_from(&x),
+        seeds,
     ))
 }
 

@@ -329,6 +329,41 @@ mod tests {
     use super::*;
     use crate::registry::{self, ModelConfig};
 
+    /// The logits of `images` in training mode, sample `s` keyed by `keys[s]`.
+    fn keyed_logits(model: &Model, images: Tensor<4>, keys: Vec<u64>) -> Vec<f32> {
+        crate::layers::with_sample_keys(keys, || model.forward(images))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn keyed_training_noise_follows_the_sample_not_the_batch() {
+        let device = Device::default().autodiff();
+        for name in ["t2t_vit_lite_cifar", "vit_cifar"] {
+            let mut config = registry::find(name).unwrap().config;
+            config
+                .apply_kwargs(&["drop_rate=0.3", "drop_path_rate=0.5"])
+                .unwrap();
+            let model = crate::layers::set_stochastic(config.init(&device).unwrap(), true);
+            let images =
+                Tensor::<4>::random([4, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+            let whole = keyed_logits(&model, images.clone(), vec![11, 12, 13, 14]);
+            let halves = [
+                keyed_logits(&model, images.clone().slice(0..2), vec![11, 12]),
+                keyed_logits(&model, images.clone().slice(2..4), vec![13, 14]),
+            ]
+            .concat();
+            for (a, b) in whole.iter().zip(&halves) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{name}: {a} vs {b}");
+            }
+            // The noise is there: other keys give other logits.
+            let other = keyed_logits(&model, images, vec![21, 22, 23, 24]);
+            let moved = whole.iter().zip(&other).filter(|(a, b)| a != b).count();
+            assert!(moved > whole.len() / 2, "{name}: {moved} logits moved");
+        }
+    }
+
     #[test]
     fn an_empty_batch_gives_empty_logits_without_running() {
         let device = Device::default();
