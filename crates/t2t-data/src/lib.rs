@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 pub use cifar::{CifarDataset, CifarKind};
 pub use folder::{decode_file, ImageFolder};
-pub use loader::{Batch, Epoch, Loader, LoaderConfig, Transform, Unreadable};
+pub use loader::{Batch, Epoch, Loader, LoaderConfig, Shard, Transform, Unreadable};
 pub use mixup::MixupConfig;
 pub use synthetic::Synthetic;
 

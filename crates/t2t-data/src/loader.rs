@@ -4,11 +4,15 @@
 //! - the sample order of an epoch is a shuffle seeded by `(seed, epoch)`;
 //! - the augmentation of the sample at position `p` of the epoch is seeded
 //!   by `(seed, epoch, p)`;
-//! - the mixup decision of batch `b` is seeded by `(seed, epoch, b)`.
+//! - the mixup decision of batch `b` is seeded by `(seed, epoch, b)`; each
+//!   shard of a batch mixes its own samples, as timm does under DDP.
 //!
 //! So the batches do not depend on the worker count or on thread timing, and
 //! an epoch started at batch `k` yields exactly batches `k..` of the full
-//! epoch. Worker `w` builds batches `k + w`, `k + w + W`, ... and the
+//! epoch. In data-parallel training each process loads its [`Shard`] of
+//! every batch; the shards of one batch together are exactly the batch that
+//! a single process would load, augmentation included.
+//! Worker `w` builds batches `k + w`, `k + w + W`, ... and the
 //! consumer takes them round-robin, which keeps them in order without a
 //! reorder buffer.
 
@@ -43,6 +47,20 @@ pub enum Unreadable {
     Skip,
 }
 
+/// Which part of every batch this process loads: of a batch of
+/// `batch_size × count` samples, the `batch_size` samples starting at
+/// `index × batch_size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole batch, for a process that trains alone.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+}
+
 /// The per-sample pipeline, before normalisation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transform {
@@ -60,7 +78,9 @@ pub enum Transform {
 
 #[derive(Clone, Debug)]
 pub struct LoaderConfig {
+    /// Samples per batch of this process (its shard of the batch).
     pub batch_size: usize,
+    pub shard: Shard,
     /// Side of the square images in a batch.
     pub img_size: usize,
     /// Worker threads; 0 builds batches on the consuming thread.
@@ -88,6 +108,7 @@ impl LoaderConfig {
     pub fn new(batch_size: usize, img_size: usize, num_classes: usize) -> Self {
         Self {
             batch_size,
+            shard: Shard::WHOLE,
             img_size,
             workers: 2,
             seed: 42,
@@ -117,6 +138,8 @@ pub struct Batch {
     pub img_size: usize,
     /// Position of the batch in its epoch.
     pub index: usize,
+    /// Position in the epoch of the batch's first sample.
+    pub first_position: usize,
     /// Samples of this batch that could not be read (replaced or left out,
     /// as [`LoaderConfig::unreadable`] says).
     pub skipped: usize,
@@ -135,6 +158,13 @@ impl Loader {
     pub fn new(dataset: Arc<dyn Dataset>, config: LoaderConfig) -> Result<Self, DataError> {
         if config.batch_size == 0 {
             return Err(DataError::config("--batch-size", "0", "must be at least 1"));
+        }
+        if config.shard.index >= config.shard.count {
+            return Err(DataError::config(
+                "shard",
+                format!("{} of {}", config.shard.index, config.shard.count),
+                "the shard index must be below the shard count",
+            ));
         }
         if config.img_size == 0 {
             return Err(DataError::config("--img-size", "0", "must be at least 1"));
@@ -161,8 +191,9 @@ impl Loader {
         &self.shared.config
     }
 
+    /// Batches per epoch, counted in whole batches (all shards together).
     pub fn batches_per_epoch(&self) -> usize {
-        let (len, batch) = (self.shared.dataset.len(), self.shared.config.batch_size);
+        let (len, batch) = (self.shared.dataset.len(), self.shared.batch_size());
         if self.shared.config.drop_last {
             len / batch
         } else {
@@ -195,6 +226,11 @@ impl Loader {
 }
 
 impl Shared {
+    /// Samples of a whole batch, every shard's together.
+    fn batch_size(&self) -> usize {
+        self.config.batch_size * self.config.shard.count
+    }
+
     fn order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.config.shuffle {
@@ -221,8 +257,9 @@ impl EpochPlan {
     fn batch(&self, index: usize) -> Result<Batch, DataError> {
         let config = &self.shared.config;
         let (size, classes) = (config.img_size, config.num_classes);
-        let first = index * config.batch_size;
-        let positions = first..(first + config.batch_size).min(self.order.len());
+        let first = index * self.shared.batch_size() + config.shard.index * config.batch_size;
+        let positions =
+            first.min(self.order.len())..(first + config.batch_size).min(self.order.len());
         let capacity = positions.len();
         let mut images = Vec::with_capacity(capacity * 3 * size * size);
         let mut labels = Vec::with_capacity(capacity);
@@ -264,6 +301,7 @@ impl EpochPlan {
             batch_size,
             img_size: size,
             index,
+            first_position: first,
             skipped,
         })
     }

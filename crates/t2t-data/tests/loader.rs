@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use t2t_data::transforms::{EvalTransform, Filter, TrainTransform};
 use t2t_data::{
-    Batch, DataError, Dataset, Image, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
+    Batch, DataError, Dataset, Image, ImageFolder, Loader, LoaderConfig, MixupConfig, Shard, Split,
     Synthetic, Transform, Unreadable,
 };
 
@@ -281,4 +281,80 @@ fn unusable_augmentation_settings_are_refused_by_the_loader() {
         ..train_config(0)
     });
     assert!(error.starts_with("--mixup-prob \"1.5\""), "{error}");
+}
+
+/// The images and targets of `batch` that belong to its samples `range`.
+fn samples_of(batch: &Batch, range: std::ops::Range<usize>) -> (Vec<f32>, Vec<usize>, Vec<f32>) {
+    let image = batch.images.len() / batch.batch_size.max(1);
+    let target = batch.targets.len() / batch.batch_size.max(1);
+    (
+        batch.images[range.start * image..range.end * image].to_vec(),
+        batch.labels[range.clone()].to_vec(),
+        batch.targets[range.start * target..range.end * target].to_vec(),
+    )
+}
+
+#[test]
+fn the_shards_of_a_batch_together_are_the_batch_of_one_process() {
+    // Augmentation without mixup: mixup pairs samples within each shard.
+    let whole_config = LoaderConfig {
+        mixup: None,
+        drop_last: true,
+        ..train_config(2)
+    };
+    let whole = Loader::new(synthetic(), whole_config.clone()).unwrap();
+    let shards: Vec<Loader> = (0..3)
+        .map(|index| {
+            let config = LoaderConfig {
+                batch_size: 2,
+                shard: Shard { index, count: 3 },
+                ..whole_config.clone()
+            };
+            Loader::new(synthetic(), config).unwrap()
+        })
+        .collect();
+    for loader in &shards {
+        assert_eq!(loader.batches_per_epoch(), whole.batches_per_epoch());
+    }
+    for epoch in 0..2 {
+        let whole_batches = collect(&whole, epoch, 1);
+        let shard_batches: Vec<Vec<Batch>> = shards.iter().map(|l| collect(l, epoch, 1)).collect();
+        for (b, batch) in whole_batches.iter().enumerate() {
+            for (index, shard) in shard_batches.iter().enumerate() {
+                let part = &shard[b];
+                assert_eq!(part.first_position, batch.first_position + 2 * index);
+                assert_eq!(
+                    samples_of(part, 0..2),
+                    samples_of(batch, 2 * index..2 * index + 2),
+                    "epoch {epoch}, batch {b}, shard {index}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn evaluation_shards_count_every_image_once_when_the_count_does_not_divide() {
+    let config = |shard| LoaderConfig {
+        shard,
+        ..LoaderConfig::new(4, 1, 10)
+    };
+    let whole: Vec<usize> = collect(
+        &Loader::new(Arc::new(Indexed(10)), config(Shard::WHOLE)).unwrap(),
+        0,
+        0,
+    )
+    .into_iter()
+    .flat_map(|b| b.labels)
+    .collect();
+    let mut sharded = Vec::new();
+    for index in 0..3 {
+        let loader = Loader::new(Arc::new(Indexed(10)), config(Shard { index, count: 3 })).unwrap();
+        // 10 images in whole batches of 12: one batch, of which shard 2 holds 2 images.
+        assert_eq!(loader.batches_per_epoch(), 1);
+        sharded.extend(collect(&loader, 0, 0).into_iter().flat_map(|b| b.labels));
+    }
+    sharded.sort();
+    assert_eq!(sharded, whole);
+    assert_eq!(whole, (0..10).collect::<Vec<_>>());
 }

@@ -355,7 +355,10 @@ mod tests {
             ]
             .concat();
             for (a, b) in whole.iter().zip(&halves) {
-                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{name}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                    "{name}: {a} vs {b}"
+                );
             }
             // The noise is there: other keys give other logits.
             let other = keyed_logits(&model, images, vec![21, 22, 23, 24]);
