@@ -52,6 +52,15 @@ pub struct TrainState {
     /// `best` checkpoint holds.
     #[serde(default)]
     pub best: Option<Best>,
+    /// Processes that share the run: a batch is `world_size` shards of the
+    /// configured batch size (absent, and 1, in runs made before data
+    /// parallelism).
+    #[serde(default = "one_process")]
+    pub world_size: usize,
+}
+
+fn one_process() -> usize {
+    1
 }
 
 /// An epoch's better evaluation, and which weights scored it.

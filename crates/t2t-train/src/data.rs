@@ -188,6 +188,7 @@ impl BatchSource for LoaderSource {
                         return None;
                     }
                     Some(Ok(HostBatch {
+                        first_position: batch.first_position,
                         shape: [batch.batch_size, 3, batch.img_size, batch.img_size],
                         images: batch.images,
                         labels: batch.labels,

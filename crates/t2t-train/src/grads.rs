@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
 use burn::tensor::Gradients as BackwardGradients;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use t2t_models::weights::{visit_keyed, KeyedVisitor};
+
+use crate::distributed::Collective;
 
 /// Flattened gradients by parameter key (trainable parameters only).
 #[derive(Clone, Debug, Default)]
@@ -74,9 +76,29 @@ impl Gradients {
         norm
     }
 
-    pub fn scale(&mut self, factor: f64) {
-        for grad in self.by_key.values_mut() {
-            *grad = grad.clone().mul_scalar(factor);
+    /// Averages these gradients over `processes`, as one flat buffer in key
+    /// order, so that every process holds the same average.
+    pub fn average_over(&mut self, processes: &dyn Collective) {
+        let world = processes.world_size();
+        if world == 1 {
+            return;
+        }
+        let mut lengths = Vec::with_capacity(self.by_key.len());
+        let mut flat = Vec::new();
+        for grad in self.by_key.values() {
+            let values = grad.clone().into_data().convert::<f32>();
+            let values = values.as_slice::<f32>().expect("f32 gradients");
+            lengths.push(values.len());
+            flat.extend_from_slice(values);
+        }
+        processes.sum_f32(&mut flat);
+        let share = 1.0 / world as f32;
+        let mut rest = flat.as_slice();
+        for (grad, length) in self.by_key.values_mut().zip(lengths) {
+            let (mine, others) = rest.split_at(length);
+            let average: Vec<f32> = mine.iter().map(|sum| sum * share).collect();
+            *grad = Tensor::from_data(TensorData::new(average, [length]), &grad.device());
+            rest = others;
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod ema;
 pub mod grads;
 pub mod loss;
@@ -35,6 +36,8 @@ pub enum TrainError {
     Data(String),
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },
+    #[error("{0}")]
+    Diverged(String),
     #[error("loss is {value} at step {step} (epoch {epoch}, batch {batch}); stopped, the last checkpoint is kept")]
     NonFinite {
         step: u64,

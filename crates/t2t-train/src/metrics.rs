@@ -3,6 +3,8 @@
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::distributed::Collective;
+
 /// Top-1 / top-5 / loss accumulated over an evaluation pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalMetrics {
@@ -36,6 +38,23 @@ impl EvalAccumulator {
         }
         self.loss_sum += mean_loss * batch as f64;
         self.images += batch;
+    }
+
+    /// The sums over every process of a data-parallel evaluation.
+    pub fn summed_over(self, processes: &dyn Collective) -> Self {
+        let mut sums = [
+            self.loss_sum,
+            self.top1_hits as f64,
+            self.top5_hits as f64,
+            self.images as f64,
+        ];
+        processes.sum_f64(&mut sums);
+        Self {
+            loss_sum: sums[0],
+            top1_hits: sums[1] as usize,
+            top5_hits: sums[2] as usize,
+            images: sums[3] as usize,
+        }
     }
 
     pub fn finish(&self) -> EvalMetrics {

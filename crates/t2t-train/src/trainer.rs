@@ -5,16 +5,18 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use t2t_models::import::WeightsKind;
-use t2t_models::layers::set_stochastic;
+use t2t_models::layers::{set_stochastic, with_sample_keys};
 use t2t_models::weights::{load_state_dict, map_keyed, KeyedMapper};
 use t2t_models::{Model, ModelConfig};
 
 use crate::checkpoint::{self, Best, TrainState};
+use crate::distributed::{broadcast_weights, check_in_step, Collective, SingleProcess};
 use crate::ema::ModelEma;
 use crate::grads::Gradients;
 use crate::loss::soft_target_cross_entropy;
@@ -28,6 +30,9 @@ use crate::TrainError;
 /// the target distribution `[B, classes]` (smoothed or mixed).
 pub struct HostBatch {
     pub images: Vec<f32>,
+    /// Position in the epoch of the first sample: what keys each sample's
+    /// training noise.
+    pub first_position: usize,
     pub shape: [usize; 4],
     pub labels: Vec<usize>,
     pub targets: Vec<f32>,
@@ -144,6 +149,9 @@ pub struct Trainer {
     pub output: PathBuf,
     device: Device,
     options: RunOptions,
+    processes: Arc<dyn Collective>,
+    /// The parameter checksums of the processes, by rank, at the latest check.
+    pub checksums: Vec<u64>,
 }
 
 /// How a run ended.
@@ -192,6 +200,7 @@ impl Trainer {
                 epoch_loss_count: 0,
                 history: Vec::new(),
                 best: None,
+                world_size: 1,
                 clip_grad: recipe.clip_grad,
                 ema_decay: recipe.model_ema_decay,
                 ema_warmup: recipe.model_ema_warmup,
@@ -201,7 +210,24 @@ impl Trainer {
             output: output.to_path_buf(),
             device,
             options,
+            processes: Arc::new(SingleProcess),
+            checksums: Vec::new(),
         }
+    }
+
+    /// This run, trained by `processes` together: every process continues
+    /// from process 0's weights, and the checkpoints record their number.
+    pub fn shared_with(mut self, processes: Arc<dyn Collective>) -> Result<Self, TrainError> {
+        self.model = broadcast_weights(self.model, &*processes)?;
+        if let Some(ema) = self.ema.take() {
+            self.ema = Some(ModelEma {
+                model: broadcast_weights(ema.model, &*processes)?,
+                ..ema
+            });
+        }
+        self.state.world_size = processes.world_size();
+        self.processes = processes;
+        Ok(self)
     }
 
     /// Continues the run saved at `path` (a run directory or checkpoint file).
@@ -237,6 +263,8 @@ impl Trainer {
             output,
             device: device.clone(),
             options,
+            processes: Arc::new(SingleProcess),
+            checksums: Vec::new(),
         })
     }
 
@@ -246,7 +274,9 @@ impl Trainer {
         val: Option<&dyn BatchSource>,
         observer: &mut dyn Observer,
     ) -> Result<Outcome, TrainError> {
-        std::fs::create_dir_all(&self.output).map_err(|e| TrainError::io(&self.output, e))?;
+        if self.processes.leads() {
+            std::fs::create_dir_all(&self.output).map_err(TrainError::io_at(&self.output))?;
+        }
         let batches = train.batches_per_epoch();
         if batches == 0 {
             return Err(TrainError::Data(
@@ -259,11 +289,13 @@ impl Trainer {
                 self.finish_epoch(train, val, observer)?;
             }
             if self.stop_due() && self.state.epoch < self.state.total_epochs {
+                self.check_in_step("at the stop")?;
                 return Ok(Outcome::Stopped {
                     step: self.state.step,
                 });
             }
         }
+        self.check_in_step("at the end of the run")?;
         Ok(Outcome::Finished)
     }
 
@@ -280,13 +312,32 @@ impl Trainer {
             let group = accum.min(batches - self.state.next_batch);
             let started = Instant::now();
             let (mut grads, mut images, mut loss_sum) = (Gradients::default(), 0, 0.0);
+            let mut first_non_finite = None;
             for micro in 0..group {
                 let batch = iterator.next().ok_or_else(|| {
                     TrainError::Data("the loader ended before the epoch did".into())
                 })??;
-                let loss = self.micro_step(&batch, micro, group, &mut grads)?;
+                let loss = self.micro_step(&batch, group, &mut grads);
+                if !loss.is_finite() {
+                    first_non_finite.get_or_insert((micro, loss));
+                }
                 loss_sum += loss;
                 images += batch.shape[0];
+            }
+            // The step's loss and gradients are the averages over the processes.
+            grads.average_over(&*self.processes);
+            let world = self.processes.world_size();
+            let mut totals = [loss_sum, images as f64];
+            self.processes.sum_f64(&mut totals);
+            let (loss_sum, images) = (totals[0] / world as f64, totals[1]);
+            if !loss_sum.is_finite() {
+                let (micro, value) = first_non_finite.unwrap_or((0, loss_sum));
+                return Err(TrainError::NonFinite {
+                    step: self.state.step + 1,
+                    epoch: self.state.epoch,
+                    batch: self.state.next_batch + micro,
+                    value,
+                });
             }
             let lr = self.state.schedule.lr_at(self.state.step);
             if let Some(max_norm) = self.state.clip_grad {
@@ -315,7 +366,7 @@ impl Trainer {
                 step: self.state.step,
                 loss,
                 lr,
-                img_per_s: images as f64 / started.elapsed().as_secs_f64(),
+                img_per_s: images / started.elapsed().as_secs_f64(),
             });
             if self.state.next_batch < batches && (self.stop_due() || self.recovery_due()) {
                 self.save("last", self.latest_weights())?;
@@ -340,35 +391,34 @@ impl Trainer {
     }
 
     /// Forward and backward of one micro-batch; adds its gradients (scaled
-    /// by 1/group) to `grads` and returns its loss.
-    fn micro_step(
-        &mut self,
-        batch: &HostBatch,
-        micro: usize,
-        group: usize,
-        grads: &mut Gradients,
-    ) -> Result<f64, TrainError> {
-        // Dropout and drop-path masks depend only on (seed, step, micro-batch).
-        self.device
-            .seed(mix(&[self.state.seed, self.state.step, micro as u64]));
-        let logits = self.model.forward(batch.images(&self.device));
+    /// by 1/group) to `grads` and returns its loss. Dropout and drop-path
+    /// masks are keyed by (seed, epoch, position of the sample in the
+    /// epoch), so they do not depend on how the batch is split.
+    fn micro_step(&mut self, batch: &HostBatch, group: usize, grads: &mut Gradients) -> f64 {
+        let keys = (0..batch.shape[0])
+            .map(|i| {
+                let position = (batch.first_position + i) as u64;
+                mix(&[self.state.seed, self.state.epoch as u64, position])
+            })
+            .collect();
+        let logits = with_sample_keys(keys, || self.model.forward(batch.images(&self.device)));
         let loss = soft_target_cross_entropy(logits, batch.targets(&self.device));
         let value = loss.clone().into_scalar::<f32>() as f64;
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite {
-                step: self.state.step + 1,
-                epoch: self.state.epoch,
-                batch: self.state.next_batch + micro,
-                value,
-            });
-        }
         let scaled = if group > 1 {
             loss.div_scalar(group as f64)
         } else {
             loss
         };
         grads.accumulate(Gradients::collect(&self.model, &scaled.backward()));
-        Ok(value)
+        value
+    }
+
+    /// Checks that every process holds the same parameters.
+    fn check_in_step(&mut self, when: &str) -> Result<(), TrainError> {
+        let ema = self.ema.as_ref().map(|ema| &ema.model);
+        let models: Vec<&Model> = std::iter::once(&self.model).chain(ema).collect();
+        self.checksums = check_in_step(&models, &*self.processes, when)?;
+        Ok(())
     }
 
     fn finish_epoch(
@@ -384,8 +434,9 @@ impl Trainer {
                 self.state.epoch
             ));
         }
+        let processes = &*self.processes;
         let eval = match val {
-            Some(val) => evaluate(&self.model.valid(), val)?,
+            Some(val) => evaluate(&self.model.valid(), val, processes)?,
             None => EvalMetrics::default(),
         };
         if eval.unreadable > 0 {
@@ -395,7 +446,7 @@ impl Trainer {
             ));
         }
         let ema = match (val, &self.ema) {
-            (Some(val), Some(ema)) => Some(evaluate(&ema.model, val)?),
+            (Some(val), Some(ema)) => Some(evaluate(&ema.model, val, processes)?),
             _ => None,
         };
         let row = EpochRow {
@@ -420,6 +471,10 @@ impl Trainer {
         if improved {
             self.state.best = Some(candidate);
         }
+        self.check_in_step(&format!("after epoch {}", self.state.epoch))?;
+        if !self.processes.leads() {
+            return Ok(());
+        }
         report::write_summary(&self.output, &self.state.history)?;
         if let Err(e) = report::plot_curves(&self.output.join("curves.png"), &self.state.history) {
             observer.message(&format!("curves.png not drawn: {e}"));
@@ -439,7 +494,11 @@ impl Trainer {
         }
     }
 
+    /// Saves checkpoint `name`; process 0 alone writes.
     fn save(&self, name: &str, preferred: WeightsKind) -> Result<(), TrainError> {
+        if !self.processes.leads() {
+            return Ok(());
+        }
         checkpoint::save(
             &self.output,
             name,
@@ -453,6 +512,9 @@ impl Trainer {
 
     /// Appends `step,epoch,batch,loss,lr` to `train_log.csv`.
     fn log_step(&self, loss: f64, lr: f64) -> Result<(), TrainError> {
+        if !self.processes.leads() {
+            return Ok(());
+        }
         let path = self.output.join("train_log.csv");
         let new = !path.exists();
         let mut file = OpenOptions::new()
@@ -497,8 +559,14 @@ fn freeze(model: Model, prefixes: &[String]) -> Model {
 }
 
 /// Top-1, top-5 and cross entropy (hard labels) of `model` over `source`,
-/// with the count of samples the source left out as unreadable.
-pub fn evaluate(model: &Model, source: &dyn BatchSource) -> Result<EvalMetrics, TrainError> {
+/// with the count of samples the source left out as unreadable. Each of
+/// `processes` evaluates its shard of the batches, and every process gets
+/// the totals.
+pub fn evaluate(
+    model: &Model,
+    source: &dyn BatchSource,
+    processes: &dyn Collective,
+) -> Result<EvalMetrics, TrainError> {
     let device = model
         .devices()
         .into_iter()
@@ -514,9 +582,11 @@ pub fn evaluate(model: &Model, source: &dyn BatchSource) -> Result<EvalMetrics, 
         let loss = soft_target_cross_entropy(logits.clone(), one_hot).into_scalar::<f32>() as f64;
         acc.add(loss, logits, &batch.labels);
     }
+    let mut unreadable = [source.take_skipped() as f64];
+    processes.sum_f64(&mut unreadable);
     Ok(EvalMetrics {
-        unreadable: source.take_skipped(),
-        ..acc.finish()
+        unreadable: unreadable[0] as usize,
+        ..acc.summed_over(processes).finish()
     })
 }
 

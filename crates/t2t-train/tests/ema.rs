@@ -50,7 +50,7 @@ impl BatchSource for ChannelClasses {
                     images.extend((0..SIZE * SIZE).map(|_| level + noise()));
                 }
             }
-            Ok(one_hot_batch(images, labels, SIZE, CLASSES))
+            Ok(one_hot_batch(index * BATCH, images, labels, SIZE, CLASSES))
         }))
     }
 }

@@ -48,7 +48,7 @@ impl BatchSource for RandomBatches {
                 images[0] = f32::NAN;
             }
             let labels: Vec<usize> = (0..BATCH).map(|b| (b + index) % CLASSES).collect();
-            Ok(one_hot_batch(images, labels, SIZE, CLASSES))
+            Ok(one_hot_batch(index * BATCH, images, labels, SIZE, CLASSES))
         }))
     }
 }

@@ -29,11 +29,16 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
-            let message: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-            eprintln!("error: {}", one_line(&message.join(": ")));
+            print_error(&error);
             ExitCode::from(2)
         }
     }
+}
+
+/// The error as the one `error:` line on stderr.
+fn print_error(error: &anyhow::Error) {
+    let message: Vec<String> = error.chain().map(|e| e.to_string()).collect();
+    eprintln!("error: {}", one_line(&message.join(": ")));
 }
 
 /// The longest error line printed; a message built from hostile input (a

@@ -5,8 +5,10 @@ use t2t_train::metrics::EpochRow;
 use t2t_train::trainer::{HostBatch, Observer, StepReport};
 
 /// A batch of square RGB `images` (`[B, 3, side, side]`, flattened) with
-/// one-hot targets for `labels`.
+/// one-hot targets for `labels`, its first sample at `first_position` of
+/// the epoch.
 pub fn one_hot_batch(
+    first_position: usize,
     images: Vec<f32>,
     labels: Vec<usize>,
     side: usize,
@@ -17,6 +19,7 @@ pub fn one_hot_batch(
         targets[row * classes + label] = 1.0;
     }
     HostBatch {
+        first_position,
         shape: [labels.len(), 3, side, side],
         images,
         labels,

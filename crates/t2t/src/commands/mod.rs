@@ -8,13 +8,14 @@ mod train;
 mod validate;
 mod verify;
 
-use std::process::ExitCode;
-
 use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
+use t2t_train::distributed::{self, Collective};
 
 use crate::cli::{Cli, Command, EvalTransformArgs, ModelOverrides};
 
@@ -27,9 +28,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
-        Command::Train(args) => train::run(*args),
-        Command::Validate(args) => validate::run(args),
+        Command::Train(args) => shared(|processes| train::run(*args, processes)),
+        Command::Validate(args) => shared(|processes| validate::run(args, processes)),
     }
+}
+
+/// Runs a command whose work the processes started by `mpirun` share. When
+/// it fails in one of several processes, all of them end at once, because
+/// the others would wait for it forever.
+fn shared(command: impl FnOnce(Arc<dyn Collective>) -> Result<ExitCode>) -> Result<ExitCode> {
+    let processes = distributed::join()?;
+    let result = command(Arc::clone(&processes));
+    if let Err(error) = &result {
+        if processes.world_size() > 1 {
+            crate::print_error(error);
+            processes.abort(2);
+        }
+    }
+    result
 }
 
 /// The registered spec with the command line's overrides applied.

@@ -7,12 +7,14 @@ use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
+use t2t_data::Shard;
 use t2t_models::import::{adapt_for_finetuning, WeightsChoice};
 use t2t_models::registry::ModelSpec;
 use t2t_models::weights::load_state_dict;
 use t2t_train::checkpoint::{self, run_dir};
 use t2t_train::config::{DatasetKind, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
+use t2t_train::distributed::Collective;
 use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
 use t2t_train::run_dir::{clear_run, run_files, RunLock};
@@ -72,6 +74,15 @@ impl Observer for Progress {
     }
 }
 
+/// The observer of the processes that do not lead a shared run.
+struct Silent;
+
+impl Observer for Silent {
+    fn step(&mut self, _: &StepReport) {}
+    fn epoch(&mut self, _: &EpochRow) {}
+    fn message(&mut self, _: &str) {}
+}
+
 /// The preset when none is named: the built-in run without data, else by dataset.
 fn default_preset(args: &TrainArgs) -> &'static str {
     match args.dataset.as_deref() {
@@ -92,7 +103,10 @@ fn default_model(preset: &str) -> &'static str {
     }
 }
 
-pub fn run(args: TrainArgs) -> Result<ExitCode> {
+/// Trains a model; under `mpirun` the processes share every batch, and
+/// process 0 alone writes the run directory and talks to the user.
+pub fn run(args: TrainArgs, processes: Arc<dyn Collective>) -> Result<ExitCode> {
+    let leads = processes.leads();
     let device = Device::default().autodiff();
     // A stop requested for the first part of a run does not carry over to its resumption.
     let options = |config: &TrainConfig| RunOptions {
@@ -102,10 +116,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             None => config.stop_after_steps,
         },
     };
-    let (mut config, _lock) = match &args.resume {
-        Some(path) => open_run(&args, path)?,
-        None => create_run(&args)?,
-    };
+    let (mut config, _lock) = set_up_run(&args, &*processes)?;
     let img_size = run_model(&config)?.config.img_size();
     let datasets = open_datasets(&config, img_size)?;
     if datasets.val.is_empty() {
@@ -117,55 +128,85 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     // The head follows the dataset unless asked otherwise.
     config.num_classes.get_or_insert(datasets.num_classes());
     let spec = run_model(&config)?;
+    let resumed = match &args.resume {
+        Some(path) => Some(Trainer::resume(path, &device, options(&config))?),
+        None => None,
+    };
+    let run_world_size = resumed
+        .as_ref()
+        .map_or(processes.world_size(), |t| t.state.world_size);
+    let batch_size = batch_per_process(&config, run_world_size, &*processes)?;
+    let shard = Shard {
+        index: processes.rank(),
+        count: processes.world_size(),
+    };
     let classes = spec.config.num_classes();
     let data = config.data_config(&spec.data);
-    let train = LoaderSource::new(
-        Arc::clone(&datasets.train),
-        train_loader_config(&config, &data, img_size, classes)?,
-    )?;
-    let mut eval_config = eval_loader_config(&data, config.batch_size, img_size, classes)?;
+    let mut train_config = train_loader_config(&config, &data, img_size, classes)?;
+    train_config.batch_size = batch_size;
+    train_config.shard = shard;
+    let train = LoaderSource::new(Arc::clone(&datasets.train), train_config)?;
+    let mut eval_config = eval_loader_config(&data, batch_size, img_size, classes)?;
     eval_config.workers = config.workers;
+    eval_config.shard = shard;
     let val = LoaderSource::new(Arc::clone(&datasets.val), eval_config)?;
     let recipe = recipe(&config)?;
-    let mut trainer = match &args.resume {
-        Some(path) => {
-            let trainer = Trainer::resume(path, &device, options(&config))?;
+    let trainer = match (resumed, &args.resume) {
+        (Some(trainer), Some(path)) => {
             check_matches_state(&config, &spec, &recipe, train.batches_per_epoch(), &trainer)?;
-            continue_run(&args, path, &config, trainer)
+            continue_run(&args, path, &config, trainer, leads)
         }
-        None => start(
+        _ => start(
             &config,
             &spec,
             &recipe,
             &device,
             train.batches_per_epoch(),
             options(&config),
+            leads,
         )?,
     };
+    let mut trainer = trainer.shared_with(Arc::clone(&processes))?;
 
     let steps_per_epoch = train
         .batches_per_epoch()
         .div_ceil(trainer.state.grad_accum_steps) as u64;
-    warn_about_ema_horizon(&config, steps_per_epoch * trainer.state.total_epochs as u64);
-    eprintln!(
-        "training {} ({:.2}M params) on {:?}: {} train / {} eval images, {} epochs, output {}",
-        config.model,
-        t2t_models::complexity::param_counts(&trainer.model).all as f64 / 1e6,
-        config.dataset,
-        datasets.train.len(),
-        val_len(&config),
-        trainer.state.total_epochs,
-        trainer.output.display()
-    );
-    if config.hflip > 0.0 {
+    if leads {
+        warn_about_ema_horizon(&config, steps_per_epoch * trainer.state.total_epochs as u64);
         eprintln!(
-            "augmentation: {} with horizontal flips at p = {} (--hflip 0 turns them off for images that are not mirror-symmetric)",
-            config.train_transform, config.hflip
+            "training {} ({:.2}M params) on {:?}: {} train / {} eval images, {} epochs, output {}",
+            config.model,
+            t2t_models::complexity::param_counts(&trainer.model).all as f64 / 1e6,
+            config.dataset,
+            datasets.train.len(),
+            val_len(&config),
+            trainer.state.total_epochs,
+            trainer.output.display()
         );
+        if processes.world_size() > 1 {
+            eprintln!(
+                "data parallel: {} processes of {batch_size} images each, batches of {} images per optimizer step",
+                processes.world_size(),
+                batch_size * processes.world_size() * trainer.state.grad_accum_steps
+            );
+        }
+        if config.hflip > 0.0 {
+            eprintln!(
+                "augmentation: {} with horizontal flips at p = {} (--hflip 0 turns them off for images that are not mirror-symmetric)",
+                config.train_transform, config.hflip
+            );
+        }
     }
+    let mut observer: Box<dyn Observer> = match leads {
+        true => Box::new(Progress { bar: None }),
+        false => Box::new(Silent),
+    };
     let started = std::time::Instant::now();
-    let outcome = trainer.run(&train, Some(&val), &mut Progress { bar: None })?;
+    let outcome = trainer.run(&train, Some(&val), observer.as_mut())?;
     let seconds = started.elapsed().as_secs_f64();
+    if !leads {
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Outcome::Stopped { step } = outcome {
         eprintln!(
             "stopped after step {step}; continue with: t2t train --resume {}",
@@ -184,9 +225,62 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The run's settings, and its directory locked by process 0, which
+/// creates or recovers it while the other processes wait.
+fn set_up_run(
+    args: &TrainArgs,
+    processes: &dyn Collective,
+) -> Result<(TrainConfig, Option<RunLock>)> {
+    if processes.leads() {
+        let (config, lock) = match &args.resume {
+            Some(path) => open_run(args, path)?,
+            None => create_run(args)?,
+        };
+        processes.barrier();
+        return Ok((config, Some(lock)));
+    }
+    processes.barrier();
+    let config = match &args.resume {
+        Some(path) => run_config(&run_dir(path))?,
+        None => new_config(args)?,
+    };
+    Ok((config, None))
+}
+
+/// The images each process takes per micro-batch. A run keeps its batch
+/// of `batch_size × processes` images: resumed on another number of
+/// processes, each takes an equal share of it, or the run is refused.
+fn batch_per_process(
+    config: &TrainConfig,
+    run_world_size: usize,
+    processes: &dyn Collective,
+) -> Result<usize> {
+    let world_size = processes.world_size();
+    if run_world_size == world_size {
+        return Ok(config.batch_size);
+    }
+    let batch = config.batch_size * run_world_size;
+    if !batch.is_multiple_of(world_size) {
+        bail!(
+            "the run trained on {run_world_size} processes with batches of {batch} images; \
+             {world_size} processes cannot share {batch} images equally, resume it on a number of processes that divides {batch}"
+        );
+    }
+    let share = batch / world_size;
+    if processes.leads() {
+        eprintln!(
+            "the run trained on {run_world_size} processes of {} images; it continues on {world_size} processes of {share} images, \
+             with the same batches of {batch} (results agree up to rounding; mixup pairs images within each process's share)",
+            config.batch_size
+        );
+    }
+    Ok(share)
+}
+
 /// The run's result as JSON: the best evaluation (what the `best`
 /// checkpoint holds, and what `t2t validate` of the run directory gives),
-/// and the last epoch's raw and EMA evaluations.
+/// the last epoch's raw and EMA evaluations, and each process's checksum
+/// of its final parameters (all equal: the processes trained one model).
 fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome, written: &[&str]) -> Value {
     let state = &trainer.state;
     let last = state.history.last();
@@ -208,6 +302,8 @@ fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome, written: &[&str])
         "output": trainer.output,
         "written": written,
         "finished": matches!(outcome, Outcome::Finished),
+        "processes": trainer.checksums.len(),
+        "checksums": trainer.checksums.iter().map(|c| format!("{c:016x}")).collect::<Vec<_>>(),
     })
 }
 
@@ -504,6 +600,7 @@ fn start(
     device: &Device,
     batches_per_epoch: usize,
     options: RunOptions,
+    leads: bool,
 ) -> Result<Trainer> {
     // The initial weights come from the run's seed too.
     device.seed(config.seed);
@@ -512,7 +609,9 @@ fn start(
     if let Some(path) = &config.initial_checkpoint {
         let mut imported = load_weights(path, WeightsChoice::Preferred)?;
         for note in adapt_for_finetuning(&model, &mut imported.dict, &imported.source)? {
-            eprintln!("{note}");
+            if leads {
+                eprintln!("{note}");
+            }
         }
         model = load_state_dict(model, &imported.dict, &imported.source)?;
     }
@@ -525,10 +624,12 @@ fn start(
         &config.output,
         options,
     );
-    t2t_models::weights::write_atomically(
-        &config.output.join("config.toml"),
-        config.to_toml().as_bytes(),
-    )?;
+    if leads {
+        t2t_models::weights::write_atomically(
+            &config.output.join("config.toml"),
+            config.to_toml().as_bytes(),
+        )?;
+    }
     Ok(trainer)
 }
 
@@ -538,23 +639,26 @@ fn continue_run(
     path: &Path,
     config: &TrainConfig,
     mut trainer: Trainer,
+    leads: bool,
 ) -> Trainer {
     if let Some(epochs) = args.epochs {
         let total = epochs + config.cooldown_epochs;
-        if total != trainer.state.total_epochs {
+        if total != trainer.state.total_epochs && leads {
             eprintln!(
                 "warning: --epochs {epochs} differs from the run's {}; the learning-rate schedule keeps its original length",
                 config.epochs
             );
-            trainer.state.total_epochs = total;
         }
+        trainer.state.total_epochs = total;
     }
-    eprintln!(
-        "resuming {} at epoch {}, batch {} (step {})",
-        run_dir(path).display(),
-        trainer.state.epoch + 1,
-        trainer.state.next_batch,
-        trainer.state.step
-    );
+    if leads {
+        eprintln!(
+            "resuming {} at epoch {}, batch {} (step {})",
+            run_dir(path).display(),
+            trainer.state.epoch + 1,
+            trainer.state.next_batch,
+            trainer.state.step
+        );
+    }
     trainer
 }

@@ -1,18 +1,23 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use burn::tensor::Device;
 use serde_json::json;
+use t2t_data::Shard;
 use t2t_models::import::WeightsChoice;
 use t2t_models::weights::load_state_dict;
 use t2t_train::config::DatasetKind;
 use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
+use t2t_train::distributed::Collective;
 use t2t_train::trainer::evaluate;
 
 use super::{eval_data_config, load_weights, print_json, resolve_image_model};
 use crate::cli::ValidateArgs;
 
-pub fn run(args: ValidateArgs) -> Result<ExitCode> {
+/// Evaluates a checkpoint; under `mpirun` each process evaluates its shard
+/// of every batch and process 0 reports the totals.
+pub fn run(args: ValidateArgs, processes: Arc<dyn Collective>) -> Result<ExitCode> {
     let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
     let imported = load_weights(
         &args.checkpoint,
@@ -33,19 +38,26 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
         (args.synthetic_size, img_size, args.seed),
     )?;
     let classes = spec.config.num_classes();
-    let config = eval_loader_config(
+    let mut config = eval_loader_config(
         &eval_data_config(&spec.data, &args.transform),
         args.batch_size,
         img_size,
         classes,
     )?;
-    let metrics = evaluate(&model, &LoaderSource::new(dataset, config)?)?;
+    config.shard = Shard {
+        index: processes.rank(),
+        count: processes.world_size(),
+    };
+    let metrics = evaluate(&model, &LoaderSource::new(dataset, config)?, &*processes)?;
     if metrics.images == 0 {
         bail!(
             "--dataset {} --split {}: no image was evaluated, the split holds none",
             args.dataset,
             args.split
         );
+    }
+    if !processes.leads() {
+        return Ok(ExitCode::SUCCESS);
     }
     if args.json {
         print_json(&json!({
