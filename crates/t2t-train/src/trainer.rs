@@ -152,6 +152,16 @@ pub struct Trainer {
     processes: Arc<dyn Collective>,
     /// The parameter checksums of the processes, by rank, at the latest check.
     pub checksums: Vec<u64>,
+    /// Where this process's time went in this invocation.
+    pub timing: Timing,
+}
+
+/// Seconds spent in the optimizer steps of a run, and the part of them spent
+/// averaging gradients and losses over the processes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    pub steps: f64,
+    pub sync: f64,
 }
 
 /// How a run ended.
@@ -212,6 +222,7 @@ impl Trainer {
             options,
             processes: Arc::new(SingleProcess),
             checksums: Vec::new(),
+            timing: Timing::default(),
         }
     }
 
@@ -265,6 +276,7 @@ impl Trainer {
             options,
             processes: Arc::new(SingleProcess),
             checksums: Vec::new(),
+            timing: Timing::default(),
         })
     }
 
@@ -325,10 +337,12 @@ impl Trainer {
                 images += batch.shape[0];
             }
             // The step's loss and gradients are the averages over the processes.
+            let sync_started = Instant::now();
             grads.average_over(&*self.processes);
             let world = self.processes.world_size();
             let mut totals = [loss_sum, images as f64];
             self.processes.sum_f64(&mut totals);
+            self.timing.sync += sync_started.elapsed().as_secs_f64();
             let (loss_sum, images) = (totals[0] / world as f64, totals[1]);
             if !loss_sum.is_finite() {
                 let (micro, value) = first_non_finite.unwrap_or((0, loss_sum));
@@ -353,6 +367,7 @@ impl Trainer {
                 ema.update(&self.model, self.state.step);
             }
             self.state.step += 1;
+            self.timing.steps += started.elapsed().as_secs_f64();
             self.state.next_batch += group;
             self.state.epoch_loss_sum += loss_sum;
             self.state.epoch_loss_count += group;

@@ -299,6 +299,8 @@ fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome, written: &[&str])
             "ema": last.and_then(|row| row.ema.as_ref().map(metrics)),
         },
         "seconds": seconds,
+        "train_seconds": trainer.timing.steps,
+        "sync_seconds": trainer.timing.sync,
         "output": trainer.output,
         "written": written,
         "finished": matches!(outcome, Outcome::Finished),
