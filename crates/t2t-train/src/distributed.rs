@@ -7,7 +7,7 @@
 //! bit, is what clipping, the optimizer and the EMA see. So the parameters
 //! stay identical everywhere, which [`check_in_step`] verifies.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use burn::module::Module;
 use t2t_models::weights::{load_state_dict, state_dict, StateDict};
@@ -72,20 +72,20 @@ fn launched_world_size() -> Option<usize> {
 
 /// Joins the other processes of the run when `mpirun` started this one;
 /// otherwise this process runs alone.
-pub fn join() -> Result<Arc<dyn Collective>, TrainError> {
+pub fn join() -> Result<Rc<dyn Collective>, TrainError> {
     match launched_world_size() {
-        None | Some(1) => Ok(Arc::new(SingleProcess)),
+        None | Some(1) => Ok(Rc::new(SingleProcess)),
         Some(size) => join_launched(size),
     }
 }
 
 #[cfg(feature = "mpi")]
-fn join_launched(_: usize) -> Result<Arc<dyn Collective>, TrainError> {
-    Ok(Arc::new(mpi_world::MpiWorld::join()?))
+fn join_launched(_: usize) -> Result<Rc<dyn Collective>, TrainError> {
+    Ok(Rc::new(mpi_world::MpiWorld::join()?))
 }
 
 #[cfg(not(feature = "mpi"))]
-fn join_launched(size: usize) -> Result<Arc<dyn Collective>, TrainError> {
+fn join_launched(size: usize) -> Result<Rc<dyn Collective>, TrainError> {
     Err(TrainError::Config(format!(
         "started by mpirun as one of {size} processes, but this t2t was built without MPI; \
          build it with `cargo build --release --features mpi`"

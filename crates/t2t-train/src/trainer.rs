@@ -5,7 +5,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Instant;
 
 use burn::module::{Module, Param};
@@ -149,7 +149,7 @@ pub struct Trainer {
     pub output: PathBuf,
     device: Device,
     options: RunOptions,
-    processes: Arc<dyn Collective>,
+    processes: Rc<dyn Collective>,
     /// The parameter checksums of the processes, by rank, at the latest check.
     pub checksums: Vec<u64>,
     /// Where this process's time went in this invocation.
@@ -220,7 +220,7 @@ impl Trainer {
             output: output.to_path_buf(),
             device,
             options,
-            processes: Arc::new(SingleProcess),
+            processes: Rc::new(SingleProcess),
             checksums: Vec::new(),
             timing: Timing::default(),
         }
@@ -228,7 +228,7 @@ impl Trainer {
 
     /// This run, trained by `processes` together: every process continues
     /// from process 0's weights, and the checkpoints record their number.
-    pub fn shared_with(mut self, processes: Arc<dyn Collective>) -> Result<Self, TrainError> {
+    pub fn shared_with(mut self, processes: Rc<dyn Collective>) -> Result<Self, TrainError> {
         self.model = broadcast_weights(self.model, &*processes)?;
         if let Some(ema) = self.ema.take() {
             self.ema = Some(ModelEma {
@@ -274,7 +274,7 @@ impl Trainer {
             output,
             device: device.clone(),
             options,
-            processes: Arc::new(SingleProcess),
+            processes: Rc::new(SingleProcess),
             checksums: Vec::new(),
             timing: Timing::default(),
         })

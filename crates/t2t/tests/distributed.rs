@@ -223,7 +223,7 @@ fn a_stopped_shared_run_resumes_where_the_whole_run_ends_on_two_or_one_process()
     assert_success(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("continues on 1 processes of 16 images"),
+        stderr.contains("continues on 1 process of 16 images"),
         "{stderr}"
     );
     assert_same_run(&path("whole"), &path("alone"));

@@ -10,7 +10,7 @@ mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
@@ -36,9 +36,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// Runs a command whose work the processes started by `mpirun` share. When
 /// it fails in one of several processes, all of them end at once, because
 /// the others would wait for it forever.
-fn shared(command: impl FnOnce(Arc<dyn Collective>) -> Result<ExitCode>) -> Result<ExitCode> {
+fn shared(command: impl FnOnce(Rc<dyn Collective>) -> Result<ExitCode>) -> Result<ExitCode> {
     let processes = distributed::join()?;
-    let result = command(Arc::clone(&processes));
+    let result = command(Rc::clone(&processes));
     if let Err(error) = &result {
         if processes.world_size() > 1 {
             crate::print_error(error);

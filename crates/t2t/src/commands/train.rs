@@ -1,5 +1,6 @@
 use std::path::Path;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -105,7 +106,7 @@ fn default_model(preset: &str) -> &'static str {
 
 /// Trains a model; under `mpirun` the processes share every batch, and
 /// process 0 alone writes the run directory and talks to the user.
-pub fn run(args: TrainArgs, processes: Arc<dyn Collective>) -> Result<ExitCode> {
+pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     let leads = processes.leads();
     let device = Device::default().autodiff();
     // A stop requested for the first part of a run does not carry over to its resumption.
@@ -166,7 +167,7 @@ pub fn run(args: TrainArgs, processes: Arc<dyn Collective>) -> Result<ExitCode> 
             leads,
         )?,
     };
-    let mut trainer = trainer.shared_with(Arc::clone(&processes))?;
+    let mut trainer = trainer.shared_with(Rc::clone(&processes))?;
 
     let steps_per_epoch = train
         .batches_per_epoch()
@@ -247,6 +248,13 @@ fn set_up_run(
     Ok((config, None))
 }
 
+fn count_processes(n: usize) -> String {
+    match n {
+        1 => "1 process".to_string(),
+        n => format!("{n} processes"),
+    }
+}
+
 /// The images each process takes per micro-batch. A run keeps its batch
 /// of `batch_size × processes` images: resumed on another number of
 /// processes, each takes an equal share of it, or the run is refused.
@@ -262,16 +270,20 @@ fn batch_per_process(
     let batch = config.batch_size * run_world_size;
     if !batch.is_multiple_of(world_size) {
         bail!(
-            "the run trained on {run_world_size} processes with batches of {batch} images; \
-             {world_size} processes cannot share {batch} images equally, resume it on a number of processes that divides {batch}"
+            "the run trained on {} with batches of {batch} images; {} cannot share {batch} images equally, \
+             resume it on a number of processes that divides {batch}",
+            count_processes(run_world_size),
+            count_processes(world_size),
         );
     }
     let share = batch / world_size;
     if processes.leads() {
         eprintln!(
-            "the run trained on {run_world_size} processes of {} images; it continues on {world_size} processes of {share} images, \
+            "the run trained on {} of {} images; it continues on {} of {share} images, \
              with the same batches of {batch} (results agree up to rounding; mixup pairs images within each process's share)",
-            config.batch_size
+            count_processes(run_world_size),
+            config.batch_size,
+            count_processes(world_size),
         );
     }
     Ok(share)

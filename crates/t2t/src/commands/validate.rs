@@ -1,5 +1,5 @@
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use anyhow::{bail, Result};
 use burn::tensor::Device;
@@ -17,7 +17,7 @@ use crate::cli::ValidateArgs;
 
 /// Evaluates a checkpoint; under `mpirun` each process evaluates its shard
 /// of every batch and process 0 reports the totals.
-pub fn run(args: ValidateArgs, processes: Arc<dyn Collective>) -> Result<ExitCode> {
+pub fn run(args: ValidateArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
     let imported = load_weights(
         &args.checkpoint,
