@@ -25,6 +25,7 @@ pub use cifar::{CifarDataset, CifarKind};
 pub use folder::{decode_file, ImageFolder};
 pub use loader::{Batch, Epoch, Loader, LoaderConfig, Shard, Transform, Unreadable};
 pub use mixup::MixupConfig;
+pub use random::derive_seed;
 pub use synthetic::Synthetic;
 
 /// ImageNet channel statistics (timm `IMAGENET_DEFAULT_MEAN`/`_STD`).

@@ -15,8 +15,8 @@ pub(crate) fn seeded_rng(parts: &[u64]) -> ChaCha8Rng {
 }
 
 /// Folds the parts through SplitMix64 so that nearby inputs (consecutive
-/// indices) give unrelated seeds.
-fn derive_seed(parts: &[u64]) -> u64 {
+/// indices) give unrelated seeds: the one seed mixer of the project.
+pub fn derive_seed(parts: &[u64]) -> u64 {
     parts.iter().fold(0x9E37_79B9_7F4A_7C15, |acc, &part| {
         splitmix64(acc ^ splitmix64(part))
     })

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
+use t2t_data::derive_seed;
 use t2t_models::import::WeightsKind;
 use t2t_models::layers::{set_stochastic, with_sample_keys};
 use t2t_models::weights::{load_state_dict, map_keyed, KeyedMapper};
@@ -413,7 +414,7 @@ impl Trainer {
         let keys = (0..batch.shape[0])
             .map(|i| {
                 let position = (batch.first_position + i) as u64;
-                mix(&[self.state.seed, self.state.epoch as u64, position])
+                derive_seed(&[self.state.seed, self.state.epoch as u64, position])
             })
             .collect();
         let logits = with_sample_keys(keys, || self.model.forward(batch.images(&self.device)));
@@ -603,17 +604,4 @@ pub fn evaluate(
         unreadable: unreadable[0] as usize,
         ..acc.summed_over(processes).finish()
     })
-}
-
-/// A well-mixed 64-bit seed from several numbers (splitmix64 steps).
-pub fn mix(parts: &[u64]) -> u64 {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    for &part in parts {
-        state = (state ^ part).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        state = z ^ (z >> 31);
-    }
-    state
 }

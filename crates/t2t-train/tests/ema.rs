@@ -6,11 +6,12 @@ mod common;
 use common::{one_hot_batch, Quiet};
 
 use burn::tensor::Device;
+use t2t_data::derive_seed;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, state_dict};
 use t2t_train::metrics::EpochRow;
 use t2t_train::optim::{AdamWConfig, OptimizerConfig};
-use t2t_train::trainer::{mix, BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
+use t2t_train::trainer::{BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
 use t2t_train::TrainError;
 
 const CLASSES: usize = 4;
@@ -35,13 +36,15 @@ impl BatchSource for ChannelClasses {
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_> {
         Box::new((start..self.batches).map(move |index| {
-            let mut state = mix(&[self.stream, epoch as u64, index as u64]);
+            let mut state = derive_seed(&[self.stream, epoch as u64, index as u64]);
             let mut noise = || {
-                state = mix(&[state]);
+                state = derive_seed(&[state]);
                 (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
             };
             let labels: Vec<usize> = (0..BATCH)
-                .map(|b| (mix(&[self.stream, epoch as u64, index as u64, b as u64]) % 4) as usize)
+                .map(|b| {
+                    (derive_seed(&[self.stream, epoch as u64, index as u64, b as u64]) % 4) as usize
+                })
                 .collect();
             let mut images = Vec::with_capacity(BATCH * 3 * SIZE * SIZE);
             for &label in &labels {

@@ -10,11 +10,12 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use burn::tensor::Device;
+use t2t_data::derive_seed;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, read_safetensors, state_dict, StateDict};
 use t2t_models::ModelConfig;
 use t2t_train::optim::{AdamWConfig, OptimizerConfig};
-use t2t_train::trainer::{mix, BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
+use t2t_train::trainer::{BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
 use t2t_train::TrainError;
 
 const CLASSES: usize = 4;
@@ -38,9 +39,9 @@ impl BatchSource for RandomBatches {
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_> {
         Box::new((start..self.batches).map(move |index| {
-            let mut state = mix(&[epoch as u64, index as u64]);
+            let mut state = derive_seed(&[epoch as u64, index as u64]);
             let mut next = || {
-                state = mix(&[state]);
+                state = derive_seed(&[state]);
                 (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
             };
             let mut images: Vec<f32> = (0..BATCH * 3 * SIZE * SIZE).map(|_| next()).collect();

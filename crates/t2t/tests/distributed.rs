@@ -304,7 +304,13 @@ fn a_killed_process_stops_the_run_with_an_error_and_the_checkpoint_stays_loadabl
     );
 
     // The last checkpoint is whole: validate reads it.
-    let output = t2t(&[
+    let output = t2t(&refs(&validate(&run, 50, 16))).output().unwrap();
+    assert_success(&output);
+}
+
+/// `t2t validate` of the run at `run` on `images` built-in images.
+fn validate(run: &Path, images: usize, batch: usize) -> Vec<String> {
+    let args = [
         "validate",
         "--model",
         "t2t_vit_lite_cifar",
@@ -313,12 +319,12 @@ fn a_killed_process_stops_the_run_with_an_error_and_the_checkpoint_stays_loadabl
         "--dataset",
         "synthetic",
         "--synthetic-size",
-        "50",
+        &images.to_string(),
+        "-b",
+        &batch.to_string(),
         "--json",
-    ])
-    .output()
-    .unwrap();
-    assert_success(&output);
+    ];
+    args.iter().map(|a| a.to_string()).collect()
 }
 
 #[test]
@@ -332,22 +338,9 @@ fn shared_validation_counts_every_image_once() {
     );
     // 47 images in batches of 3 × 2 processes: the last batch is partial
     // and one process's share of it is empty.
-    let validate = [
-        "validate",
-        "--model",
-        "t2t_vit_lite_cifar",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--dataset",
-        "synthetic",
-        "--synthetic-size",
-        "47",
-        "-b",
-        "3",
-        "--json",
-    ];
-    let alone = summary(t2t(&validate), &[]);
-    let shared = summary(mpirun(&validate), &[]);
+    let validate = validate(&run, 47, 3);
+    let alone = summary(t2t(&refs(&validate)), &[]);
+    let shared = summary(mpirun(&refs(&validate)), &[]);
     assert_eq!(alone["images"], 47);
     assert_eq!(shared["images"], 47);
     assert_eq!(alone["top1"], shared["top1"]);

@@ -35,6 +35,22 @@ fn mix(mut x: u32) -> u32 {
     x ^ (x >> 16)
 }
 
+/// The mask hash of element `index` under a seed split into two halves.
+#[inline(always)]
+fn hash(index: u32, low: u32, high: u32) -> u32 {
+    mix(mix(index ^ low) ^ high)
+}
+
+fn split(seed: u64) -> (u32, u32) {
+    (seed as u32, (seed >> 32) as u32)
+}
+
+/// A uniform draw in [0, 1) from a seed: the hash of element 0 under it.
+pub(crate) fn unit_interval(seed: u64) -> f64 {
+    let (low, high) = split(seed);
+    hash(0, low, high) as f64 / 4_294_967_296.0
+}
+
 /// `x ⊙ mask / (1 − prob)`. `x` splits into `seeds.len()` equal rows, and
 /// element i of row r is kept when its hash under `seeds[r]` reaches
 /// `prob · 2³²`.
@@ -60,7 +76,7 @@ fn apply(x: &[f32], prob: f64, seeds: &[u64]) -> Vec<f32> {
         .zip(x.par_chunks(row))
         .zip(seeds)
         .for_each(|((out, x), &seed)| {
-            let (low, high) = (seed as u32, (seed >> 32) as u32);
+            let (low, high) = split(seed);
             out.par_chunks_mut(CHUNK)
                 .zip(x.par_chunks(CHUNK))
                 .enumerate()
@@ -70,7 +86,7 @@ fn apply(x: &[f32], prob: f64, seeds: &[u64]) -> Vec<f32> {
                         #[inline(always)]
                         || {
                             for (i, (out, x)) in out.iter_mut().zip(x).enumerate() {
-                                let hash = mix(mix(first.wrapping_add(i as u32) ^ low) ^ high);
+                                let hash = hash(first.wrapping_add(i as u32), low, high);
                                 *out = if hash >= threshold { x * scale } else { 0.0 };
                             }
                         },

@@ -14,6 +14,7 @@ mod soft_split;
 
 pub use attention::qkv_attention;
 pub use dropout::dropout;
+pub(crate) use dropout::unit_interval;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use norm_linear::norm_linear;

@@ -2,7 +2,8 @@ use burn::module::{Flag, Module, Param};
 use burn::tensor::{Distribution, Tensor, TensorData};
 
 use super::dropout::drops;
-use super::sample_noise::{next_sample_seeds, unit_interval};
+use super::sample_noise::next_sample_seeds;
+use crate::kernels::unit_interval;
 
 /// Stochastic depth: drops the whole residual branch of a sample with
 /// probability `prob` and rescales the survivors by 1/(1-prob). Active only

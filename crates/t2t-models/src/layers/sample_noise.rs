@@ -17,7 +17,8 @@ thread_local! {
     static DRAWS: RefCell<Option<Draws>> = const { RefCell::new(None) };
 }
 
-/// Runs `forward` with sample `s` of its batch keyed by `keys[s]`.
+/// Runs `forward` with sample `s` of its batch keyed by `keys[s]`; keys
+/// should be well mixed (`t2t_data::derive_seed`).
 pub fn with_sample_keys<R>(keys: Vec<u64>, forward: impl FnOnce() -> R) -> R {
     let outer = DRAWS.replace(Some(Draws { keys, made: 0 }));
     let result = forward();
@@ -37,24 +38,9 @@ pub(crate) fn next_sample_seeds(batch: usize) -> Option<Vec<u64>> {
             draws.keys.len()
         );
         draws.made += 1;
-        Some(
-            draws
-                .keys
-                .iter()
-                .map(|&key| splitmix64(key ^ splitmix64(draws.made)))
-                .collect(),
-        )
+        // The masks hash (seed, element index); a Weyl step per draw keeps
+        // the seeds of one sample's draws apart.
+        let step = draws.made.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Some(draws.keys.iter().map(|&key| key ^ step).collect())
     })
-}
-
-/// A uniform draw in [0, 1) from a seed.
-pub(crate) fn unit_interval(seed: u64) -> f64 {
-    (seed >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
