@@ -160,19 +160,24 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     #[serde(skip)]
     pub overwrite: bool,
+    /// Print the result as one JSON line on stdout.
     #[arg(long)]
     #[serde(skip)]
     pub json: bool,
 
+    /// Model to train (see `t2t models`); the preset's when left out.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Model settings, e.g. depth=4 drop_path_rate=0.2 (they win over --drop and --drop-path).
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_kwargs: Option<Vec<String>>,
+    /// Input image side; the model's default when left out.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub img_size: Option<usize>,
+    /// Classes of the head; the dataset's when left out.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_classes: Option<usize>,
@@ -188,12 +193,15 @@ pub struct TrainArgs {
     #[arg(long, visible_alias = "data")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Split (ImageFolder subfolder) to train on.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_split: Option<String>,
+    /// Split (ImageFolder subfolder) to evaluate on after every epoch.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_split: Option<String>,
+    /// File with one class name per line: the label order of an ImageFolder.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class_map: Option<PathBuf>,
@@ -205,30 +213,39 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub synthetic_val_size: Option<usize>,
+    /// Epochs of the cosine schedule (cooldown epochs come after).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<usize>,
+    /// Epochs at --min-lr after the schedule.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown_epochs: Option<usize>,
+    /// Epochs of linear warm-up from --warmup-lr (a preset's is capped at a fifth of the run).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_epochs: Option<usize>,
+    /// Peak learning rate.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// Learning rate at the end of the cosine and during cooldown.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_lr: Option<f64>,
+    /// Learning rate the warm-up starts from.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_lr: Option<f64>,
+    /// Decoupled weight decay (not on biases, 1-D parameters or cls_token).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
+    /// AdamW epsilon.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opt_eps: Option<f64>,
+    /// AdamW betas.
     #[arg(long, num_args = 2)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opt_betas: Option<Vec<f64>>,
@@ -236,9 +253,11 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_grad: Option<f64>,
+    /// Images per batch of this process: a step takes batch × processes × --grad-accum-steps images.
     #[arg(short = 'b', long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    /// Batches whose gradients are summed into one optimizer step.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_accum_steps: Option<usize>,
@@ -246,6 +265,7 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opt: Option<String>,
+    /// SGD momentum.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f64>,
@@ -269,15 +289,19 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crop_pad: Option<usize>,
+    /// Normalisation mean per channel; the model's when left out.
     #[arg(long, num_args = 3)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean: Option<Vec<f64>>,
+    /// Normalisation standard deviation per channel; the model's when left out.
     #[arg(long, num_args = 3)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub std: Option<Vec<f64>>,
+    /// RandomResizedCrop area range (rrc).
     #[arg(long, num_args = 2)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<Vec<f64>>,
+    /// RandomResizedCrop aspect-ratio range (rrc).
     #[arg(long, num_args = 2)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<Vec<f64>>,
@@ -290,39 +314,51 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aa: Option<String>,
+    /// Colour jitter strength (rrc without RandAugment; 0 for none).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub color_jitter: Option<f64>,
+    /// Random-erasing probability (rrc).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reprob: Option<f64>,
+    /// Label smoothing.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smoothing: Option<f64>,
+    /// Mixup alpha (0 for none).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mixup: Option<f64>,
+    /// CutMix alpha (0 for none).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cutmix: Option<f64>,
+    /// Probability that a batch is mixed at all.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mixup_prob: Option<f64>,
+    /// Probability of CutMix rather than mixup when both are on.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mixup_switch_prob: Option<f64>,
+    /// Evaluation centre-crop fraction: resize to img_size / crop_pct, then crop; the model's when left out.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crop_pct: Option<f64>,
+    /// Dropout rate of the model (drop_rate).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop: Option<f64>,
+    /// Stochastic-depth rate of the model (drop_path_rate).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_path: Option<f64>,
+    /// Keep and evaluate an exponential moving average of the weights.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_ema: Option<bool>,
+    /// EMA decay per optimizer step.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_ema_decay: Option<f64>,
@@ -331,12 +367,15 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_ema_warmup: Option<bool>,
+    /// Seed of the initial weights, the data order, augmentation and dropout.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Data-loading threads.
     #[arg(short = 'j', long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
+    /// Run directory (checkpoints, logs, summary.csv, curves.png).
     #[arg(short = 'o', long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<PathBuf>,
