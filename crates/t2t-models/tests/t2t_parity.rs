@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use serde_json::Value;
-use t2t_models::models::{T2tVitConfig, TokensType};
 use t2t_models::parity::{compare, merge_weights};
 use t2t_models::registry::{self, ModelConfig};
 use t2t_models::weights::{load_state_dict, read_safetensors, StateDict};
@@ -21,7 +20,7 @@ fn config_of(reference: &StateDict) -> ModelConfig {
     let meta: Value = serde_json::from_str(&reference.metadata["config"]).unwrap();
     let mut config = match meta["arch"].as_str() {
         Some(arch) => registry::find(arch).unwrap().config,
-        None => ModelConfig::T2tVit(T2tVitConfig::new(TokensType::Performer, 768, 12, 12, 4.0)),
+        None => common::official_t2t_defaults(),
     };
     let mut kwargs = vec![format!("img_size={}", meta["img_size"])];
     if let Some(map) = meta["kwargs"].as_object() {

@@ -2,9 +2,7 @@
 
 use burn::tensor::Device;
 use serde_json::Value;
-use t2t_models::models::VitConfig;
 use t2t_models::parity::compare;
-use t2t_models::registry::ModelConfig;
 use t2t_models::weights::{load_state_dict, read_safetensors};
 
 mod common;
@@ -21,7 +19,7 @@ fn check(file: &str) {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let mut config = ModelConfig::Vit(VitConfig::new(16, 768, 12, 12, 4.0));
+    let mut config = common::timm_vit_defaults();
     config.apply_kwargs(&kwargs).unwrap();
 
     let model =
