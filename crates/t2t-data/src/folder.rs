@@ -194,7 +194,8 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(files.into_iter().map(|(path, _)| path).collect())
 }
 
-fn has_image_extension(path: &Path) -> bool {
+/// Whether `path` names a file of an image format the loader decodes.
+pub fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| EXTENSIONS.iter().any(|known| e.eq_ignore_ascii_case(known)))

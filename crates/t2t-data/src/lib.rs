@@ -22,7 +22,7 @@ pub mod transforms;
 use std::path::PathBuf;
 
 pub use cifar::{CifarDataset, CifarKind};
-pub use folder::{decode_file, ImageFolder};
+pub use folder::{decode_file, has_image_extension, ImageFolder};
 pub use loader::{Batch, Epoch, Loader, LoaderConfig, Shard, Transform, Unreadable};
 pub use mixup::MixupConfig;
 pub use random::derive_seed;
@@ -31,9 +31,6 @@ pub use synthetic::Synthetic;
 /// ImageNet channel statistics (timm `IMAGENET_DEFAULT_MEAN`/`_STD`).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-/// The CIFAR statistics used by upstream `transfer_learning.py`.
-pub const CIFAR_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
-pub const CIFAR_STD: [f32; 3] = [0.2023, 0.1994, 0.2010];
 
 /// An RGB image, `u8`, HWC, row-major: pixel `(x, y)` channel `c` is at
 /// `(y * width + x) * 3 + c`.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use t2t_data::transforms::RandAugment;
-use t2t_models::registry::DataConfig;
+use t2t_models::registry::{DataConfig, CIFAR_MEAN, CIFAR_STD};
 
 use crate::TrainError;
 
@@ -191,7 +191,7 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
             "train_transform": "pad_crop", "crop_pad": 28, "aa": "", "reprob": 0.0,
             "smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "drop_path": 0.1, "crop_pct": 1.0,
             "model_ema": false, "model_ema_decay": 0.9998, "val_split": "test",
-            "mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010],
+            "mean": CIFAR_MEAN, "std": CIFAR_STD,
         }),
         other => {
             return Err(TrainError::Config(format!(

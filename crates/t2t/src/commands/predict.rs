@@ -5,7 +5,7 @@ use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
-use t2t_data::folder::decode_file;
+use t2t_data::folder::{decode_file, has_image_extension};
 use t2t_data::transforms::{normalize, EvalTransform, Filter};
 use t2t_models::import::WeightsChoice;
 use t2t_models::registry::imagenet_class_names;
@@ -14,7 +14,6 @@ use t2t_models::weights::load_state_dict;
 use super::{eval_data_config, load_weights, name_pattern, print_json, resolve_image_model};
 use crate::cli::PredictArgs;
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
 /// Images per forward pass.
 const CHUNK: usize = 16;
 
@@ -141,11 +140,6 @@ fn class_names(class_map: Option<&Path>, classes: usize) -> Result<Vec<String>> 
 /// Files, folders (their images, sorted) and glob patterns (`*`, `?`,
 /// `[...]` in the file name).
 fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
-    let is_image = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-    };
     let list = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| dir.display().to_string())?
@@ -159,7 +153,7 @@ fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     for input in inputs {
         let path = Path::new(input);
         let found = if path.is_dir() {
-            list(path, &is_image)?
+            list(path, &has_image_extension)?
         } else if input.contains(['*', '?']) {
             let dir = path
                 .parent()
