@@ -5,8 +5,8 @@
 
 use crate::dtype::{DType, Layout};
 use crate::error::{malformed, preview, ErrorKind};
+use crate::nodes::{Id, Node, Object, StorageRef, TensorData, TensorRef};
 use crate::value::Global;
-use crate::vm::{Id, Node, Object, StorageRef, TensorData, TensorRef};
 
 /// The node a REDUCE or NEWOBJ of `callee` with the tuple `args` produces.
 pub(crate) fn call(nodes: &[Node], callee: Id, args: Id) -> Result<Node, ErrorKind> {

@@ -17,8 +17,9 @@ use crate::cursor::Cursor;
 use crate::dtype::DType;
 use crate::error::{malformed, preview, ErrorKind};
 use crate::materialize::{Materializer, NoStorages, Storages};
+use crate::nodes::Node;
 use crate::value::Value;
-use crate::vm::{unpickle, Node};
+use crate::vm::unpickle;
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 /// Pickles of protocol 2 and later open with the PROTO opcode.

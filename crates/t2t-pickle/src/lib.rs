@@ -20,6 +20,7 @@ mod cursor;
 mod dtype;
 mod error;
 mod materialize;
+mod nodes;
 mod value;
 mod vm;
 

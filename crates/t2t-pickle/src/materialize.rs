@@ -11,8 +11,8 @@ use std::mem::size_of;
 use crate::budget::Allowance;
 use crate::dtype::{gather, Layout};
 use crate::error::{malformed, preview, ErrorKind};
+use crate::nodes::{Id, Node, TensorData, TensorRef};
 use crate::value::{Global, Tensor, Value};
-use crate::vm::{Id, Node, TensorData, TensorRef};
 
 /// Deeper than any real checkpoint nests, shallow enough for any thread's stack.
 const MAX_DEPTH: usize = 100;
