@@ -7,6 +7,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -16,22 +18,68 @@ use t2t_models::registry::{DataConfig, CIFAR_MEAN, CIFAR_STD};
 use crate::TrainError;
 
 /// Which images to train on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetKind {
     /// The built-in generated texture set (no files).
     Synthetic,
+    /// CIFAR-10 in its binary layout.
     Cifar10,
+    /// CIFAR-100 in its binary layout.
     Cifar100,
     /// `root/{train,val}/<class>/*.jpg`.
     Folder,
+}
+
+/// The recipe a run's defaults come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The default run: a small T2T-ViT on the built-in textures.
+    Builtin,
+    /// 32×32 from scratch.
+    Cifar,
+    /// The paper's ImageNet recipe.
+    Imagenet,
+    /// The official CIFAR fine-tuning script.
+    Transfer,
+}
+
+/// The optimizer of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW with timm's parameter groups.
+    Adamw,
+    /// SGD with momentum, decay on everything.
+    Sgd,
+}
+
+/// The training augmentation of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainTransformKind {
+    /// CIFAR style: zero-pad, random crop, flip.
+    #[value(name = "pad_crop")]
+    PadCrop,
+    /// RandomResizedCrop, flip, RandAugment, random erasing (the ImageNet recipe).
+    Rrc,
+}
+
+/// The command-line name of a closed choice, as `config.toml` writes it too.
+pub fn choice_name(choice: impl ValueEnum) -> String {
+    choice
+        .to_possible_value()
+        .expect("no choice is hidden")
+        .get_name()
+        .to_string()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Recipe preset the defaults came from.
-    pub preset: String,
+    pub preset: Preset,
     pub model: String,
     pub model_kwargs: Vec<String>,
     pub img_size: Option<usize>,
@@ -59,8 +107,7 @@ pub struct TrainConfig {
     pub clip_grad: Option<f64>,
     pub batch_size: usize,
     pub grad_accum_steps: usize,
-    /// `adamw` (timm's parameter groups) or `sgd` (momentum, decay on everything).
-    pub opt: String,
+    pub opt: OptimizerKind,
     pub momentum: f64,
     /// Fine-tuning: the learning rate of all but the head is `lr × transfer_ratio`.
     pub transfer_ratio: Option<f64>,
@@ -69,9 +116,7 @@ pub struct TrainConfig {
     /// Change the learning rate once an epoch (PyTorch's `CosineAnnealingLR`).
     pub lr_per_epoch: bool,
 
-    /// `pad_crop` (CIFAR style: pad 4, random crop, flip) or `rrc`
-    /// (RandomResizedCrop + flip + RandAugment, the ImageNet recipe).
-    pub train_transform: String,
+    pub train_transform: TrainTransformKind,
     /// Zero padding of `pad_crop` (4 at 32×32; the transfer recipe pads 224 by 28).
     pub crop_pad: usize,
     /// Normalisation; the model's own statistics when unset.
@@ -108,10 +153,6 @@ pub struct TrainConfig {
     pub stop_after_steps: Option<u64>,
 }
 
-/// Optimizers `--opt` names.
-pub const OPTIMIZERS: &[&str] = &["adamw", "sgd"];
-/// Training transforms `--train-transform` names.
-pub const TRAIN_TRANSFORMS: &[&str] = &["pad_crop", "rrc"];
 /// Bounds that keep step counts and sizes far from overflow and from
 /// allocations no machine can make; real runs stay orders of magnitude below.
 const MAX_EPOCHS: usize = 1_000_000;
@@ -135,11 +176,8 @@ fn check(
     )))
 }
 
-/// Names of the presets `--preset` accepts.
-pub const PRESETS: &[&str] = &["builtin", "cifar", "imagenet", "transfer"];
-
 /// The settings of a preset for `model`, as a JSON object to overlay.
-pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
+pub fn preset(name: Preset, model: &str) -> Value {
     let common = json!({
         "preset": name, "model": model, "model_kwargs": [], "img_size": null, "num_classes": null,
         "initial_checkpoint": null, "data_dir": null, "train_split": "train", "val_split": "val",
@@ -153,7 +191,7 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
     });
     let specific = match name {
         // The default run: a small T2T-ViT learns the built-in textures in minutes on 2 cores.
-        "builtin" => json!({
+        Preset::Builtin => json!({
             "dataset": "synthetic", "epochs": 10, "cooldown_epochs": 0, "warmup_epochs": 1,
             "synthetic_train_size": 3072, "synthetic_val_size": 512,
             "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64, "train_transform": "pad_crop",
@@ -161,7 +199,7 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
             "drop_path": 0.0, "model_ema": true, "model_ema_decay": 0.98, "val_split": "test",
         }),
         // From scratch on CIFAR at 32x32 (ours; see README).
-        "cifar" => json!({
+        Preset::Cifar => json!({
             "dataset": "cifar10", "epochs": 200, "cooldown_epochs": 0, "warmup_epochs": 5,
             "lr": 1e-3, "weight_decay": 0.05, "batch_size": 128, "train_transform": "pad_crop",
             "aa": "", "reprob": 0.0, "smoothing": 0.1, "mixup": 0.0,
@@ -169,7 +207,7 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
             "val_split": "test",
         }),
         // The paper's ImageNet recipe (REFERENCE.md §2.1): batch 512 as 64 x 8 accumulation.
-        "imagenet" => {
+        Preset::Imagenet => {
             let (lr, weight_decay) = imagenet_lr_wd(model);
             json!({
                 "dataset": "folder", "epochs": 300, "cooldown_epochs": 10, "warmup_epochs": 10,
@@ -183,7 +221,7 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
         // 32x32 upsampled to 224, SGD, head lr 0.05 and backbone 0.01x, cosine per
         // epoch to 2e-4 over 60 epochs, plain cross entropy, CIFAR statistics. The
         // script leaves cls_token and the final norm out of every group: frozen.
-        "transfer" => json!({
+        Preset::Transfer => json!({
             "dataset": "cifar10", "img_size": 224, "epochs": 60, "cooldown_epochs": 0,
             "warmup_epochs": 0, "lr": 0.05, "warmup_lr": 0.05, "min_lr": 2e-4,
             "lr_per_epoch": true, "opt": "sgd", "momentum": 0.9, "weight_decay": 5e-4,
@@ -193,19 +231,39 @@ pub fn preset(name: &str, model: &str) -> Result<Value, TrainError> {
             "model_ema": false, "model_ema_decay": 0.9998, "val_split": "test",
             "mean": CIFAR_MEAN, "std": CIFAR_STD,
         }),
-        other => {
-            return Err(TrainError::Config(format!(
-                "--preset {other:?}: unknown (known: {})",
-                PRESETS.join(", ")
-            )))
-        }
     };
-    Ok(overlay(common, specific))
+    overlay(common, specific)
 }
 
 /// The largest share of a run's epochs that a preset's warm-up takes: a
 /// 5-epoch warm-up written for 200 epochs would be a third of a 15-epoch run.
 pub const MAX_WARMUP_FRACTION: f64 = 0.2;
+
+/// Refuses a closed-choice setting that holds none of its choices, naming
+/// its flag and the choices; serde's own error would name neither.
+fn check_choices(settings: &Value) -> Result<(), TrainError> {
+    fn one<T: ValueEnum + DeserializeOwned>(settings: &Value, key: &str) -> Result<(), TrainError> {
+        let Some(given) = settings.get(key) else {
+            return Ok(());
+        };
+        if serde_json::from_value::<T>(given.clone()).is_ok() {
+            return Ok(());
+        }
+        let choices: Vec<String> = T::value_variants()
+            .iter()
+            .map(|c| choice_name(c.clone()))
+            .collect();
+        Err(TrainError::Config(format!(
+            "--{} {given}: must be one of {}",
+            key.replace('_', "-"),
+            choices.join(", ")
+        )))
+    }
+    one::<Preset>(settings, "preset")?;
+    one::<DatasetKind>(settings, "dataset")?;
+    one::<OptimizerKind>(settings, "opt")?;
+    one::<TrainTransformKind>(settings, "train_transform")
+}
 
 /// A preset's warm-up epochs for a run of `epochs`, at most.
 fn max_preset_warmup(epochs: usize) -> usize {
@@ -340,27 +398,17 @@ fn yaml_depth_bound(text: &str) -> usize {
     deepest
 }
 
-impl DatasetKind {
-    pub fn parse(name: &str) -> Result<Self, TrainError> {
-        serde_json::from_value(Value::String(name.to_string())).map_err(|_| {
-            TrainError::Config(format!(
-                "--dataset {name:?}: known datasets are synthetic, cifar10, cifar100, folder"
-            ))
-        })
-    }
-}
-
 impl TrainConfig {
     /// Preset, then file, then flags. A preset's warm-up is capped to
     /// [`MAX_WARMUP_FRACTION`] of the run's epochs; one given in the file or
     /// the flags is kept as given.
     pub fn resolve(
-        preset_name: &str,
+        preset_name: Preset,
         model: &str,
         file: Option<&Path>,
         flags: Value,
     ) -> Result<Self, TrainError> {
-        let mut value = preset(preset_name, model)?;
+        let mut value = preset(preset_name, model);
         let mut warmup_given = flags.get("warmup_epochs").is_some();
         if let Some(file) = file {
             let settings = read_config_file(file)?;
@@ -368,6 +416,7 @@ impl TrainConfig {
             value = overlay(value, settings);
         }
         value = overlay(value, flags);
+        check_choices(&value)?;
         let mut config: Self = serde_json::from_value(value)
             .map_err(|e| TrainError::Config(format!("config: {e}")))?;
         if !warmup_given {
@@ -406,12 +455,12 @@ impl TrainConfig {
             clip_grad,
             batch_size,
             grad_accum_steps,
-            opt,
+            opt: _,
             momentum,
             transfer_ratio,
             freeze: _,
             lr_per_epoch: _,
-            train_transform,
+            train_transform: _,
             crop_pad,
             mean,
             std,
@@ -563,15 +612,6 @@ impl TrainConfig {
                 || "three finite numbers > 0".into(),
             )?;
         }
-        check("--opt", opt, OPTIMIZERS.contains(&opt.as_str()), || {
-            format!("one of {}", OPTIMIZERS.join(", "))
-        })?;
-        check(
-            "--train-transform",
-            train_transform,
-            TRAIN_TRANSFORMS.contains(&train_transform.as_str()),
-            || format!("one of {}", TRAIN_TRANSFORMS.join(", ")),
-        )?;
         if !aa.is_empty() {
             RandAugment::parse(aa)?;
         }
@@ -594,26 +634,26 @@ mod tests {
 
     #[test]
     fn presets_resolve_and_flags_win() {
-        let c = TrainConfig::resolve("imagenet", "t2t_vit_14", None, json!({"lr": 1e-3})).unwrap();
+        let c = TrainConfig::resolve(Preset::Imagenet, "t2t_vit_14", None, json!({"lr": 1e-3}))
+            .unwrap();
         assert_eq!(
             (c.lr, c.weight_decay, c.epochs, c.cooldown_epochs),
             (1e-3, 0.05, 300, 10)
         );
         assert_eq!(c.batch_size * c.grad_accum_steps, 512);
         assert_eq!(c.model_ema_decay, 0.99996);
-        let c = TrainConfig::resolve("imagenet", "t2t_vit_t_24", None, json!({})).unwrap();
+        let c = TrainConfig::resolve(Preset::Imagenet, "t2t_vit_t_24", None, json!({})).unwrap();
         assert_eq!((c.lr, c.weight_decay), (5e-4, 0.065));
-        let c = TrainConfig::resolve("imagenet", "t2t_vit_7", None, json!({})).unwrap();
+        let c = TrainConfig::resolve(Preset::Imagenet, "t2t_vit_7", None, json!({})).unwrap();
         assert_eq!((c.lr, c.weight_decay), (1e-3, 0.03));
-        assert!(TrainConfig::resolve("nope", "t2t_vit_7", None, json!({})).is_err());
     }
 
     #[test]
     fn transfer_preset_follows_the_official_script() {
-        let c = TrainConfig::resolve("transfer", "t2t_vit_14", None, json!({})).unwrap();
+        let c = TrainConfig::resolve(Preset::Transfer, "t2t_vit_14", None, json!({})).unwrap();
         assert_eq!(
-            (c.opt.as_str(), c.lr, c.weight_decay, c.momentum),
-            ("sgd", 0.05, 5e-4, 0.9)
+            (c.opt, c.lr, c.weight_decay, c.momentum),
+            (OptimizerKind::Sgd, 0.05, 5e-4, 0.9)
         );
         assert_eq!(
             (c.transfer_ratio, c.epochs, c.min_lr, c.lr_per_epoch),
@@ -628,19 +668,24 @@ mod tests {
 
     #[test]
     fn preset_warmup_is_capped_to_a_fifth_of_the_run_unless_given() {
-        let c = TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, json!({})).unwrap();
+        let c = TrainConfig::resolve(Preset::Cifar, "t2t_vit_7_cifar", None, json!({})).unwrap();
         assert_eq!(
             (c.epochs, c.warmup_epochs, c.model_ema_warmup),
             (200, 5, true)
         );
-        let c =
-            TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, json!({"epochs": 15})).unwrap();
+        let c = TrainConfig::resolve(
+            Preset::Cifar,
+            "t2t_vit_7_cifar",
+            None,
+            json!({"epochs": 15}),
+        )
+        .unwrap();
         assert_eq!(c.warmup_epochs, 3);
-        let c =
-            TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, json!({"epochs": 4})).unwrap();
+        let c = TrainConfig::resolve(Preset::Cifar, "t2t_vit_7_cifar", None, json!({"epochs": 4}))
+            .unwrap();
         assert_eq!(c.warmup_epochs, 0);
         let given = json!({"epochs": 15, "warmup_epochs": 5});
-        let c = TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, given).unwrap();
+        let c = TrainConfig::resolve(Preset::Cifar, "t2t_vit_7_cifar", None, given).unwrap();
         assert_eq!(c.warmup_epochs, 5);
     }
 
@@ -651,7 +696,7 @@ mod tests {
         let toml_file = dir.join("run.toml");
         std::fs::write(&toml_file, "epochs = 3\nlr = 0.01\n").unwrap();
         let c = TrainConfig::resolve(
-            "builtin",
+            Preset::Builtin,
             "t2t_vit_7_cifar",
             Some(&toml_file),
             json!({"epochs": 5}),
@@ -660,18 +705,28 @@ mod tests {
         assert_eq!((c.epochs, c.lr), (5, 0.01));
         let yaml_file = dir.join("args.yaml");
         std::fs::write(&yaml_file, "warmup-epochs: 2\nsmoothing: 0.2\n").unwrap();
-        let c = TrainConfig::resolve("builtin", "t2t_vit_7_cifar", Some(&yaml_file), json!({}))
-            .unwrap();
+        let c = TrainConfig::resolve(
+            Preset::Builtin,
+            "t2t_vit_7_cifar",
+            Some(&yaml_file),
+            json!({}),
+        )
+        .unwrap();
         assert_eq!((c.warmup_epochs, c.smoothing), (2, 0.2));
         std::fs::write(&toml_file, "epoch = 3\n").unwrap();
-        let err = TrainConfig::resolve("builtin", "t2t_vit_7_cifar", Some(&toml_file), json!({}))
-            .unwrap_err();
+        let err = TrainConfig::resolve(
+            Preset::Builtin,
+            "t2t_vit_7_cifar",
+            Some(&toml_file),
+            json!({}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("unknown field `epoch`"), "{err}");
         // The saved config reads back as the same run.
-        let c = TrainConfig::resolve("cifar", "t2t_vit_7_cifar", None, json!({})).unwrap();
+        let c = TrainConfig::resolve(Preset::Cifar, "t2t_vit_7_cifar", None, json!({})).unwrap();
         std::fs::write(&toml_file, c.to_toml()).unwrap();
         assert_eq!(
-            TrainConfig::resolve("builtin", "x", Some(&toml_file), json!({})).unwrap(),
+            TrainConfig::resolve(Preset::Builtin, "x", Some(&toml_file), json!({})).unwrap(),
             c
         );
         std::fs::remove_dir_all(&dir).ok();
@@ -766,12 +821,12 @@ mod tests {
             ),
         ];
         for (flags, message) in refused {
-            let err = TrainConfig::resolve("builtin", "t2t_vit_7_cifar", None, flags.clone())
+            let err = TrainConfig::resolve(Preset::Builtin, "t2t_vit_7_cifar", None, flags.clone())
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(message), "{flags}: {err}");
         }
-        for preset in PRESETS {
+        for &preset in Preset::value_variants() {
             TrainConfig::resolve(preset, "t2t_vit_14", None, json!({})).unwrap();
         }
     }

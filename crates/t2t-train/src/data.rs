@@ -13,7 +13,7 @@ use t2t_data::{
 };
 use t2t_models::registry::DataConfig;
 
-use crate::config::{DatasetKind, TrainConfig};
+use crate::config::{DatasetKind, TrainConfig, TrainTransformKind};
 use crate::trainer::{BatchSource, HostBatch};
 use crate::TrainError;
 
@@ -117,12 +117,12 @@ pub fn train_loader_config(
         prob: config.mixup_prob,
         switch_prob: config.mixup_switch_prob,
     });
-    loader.transform = match config.train_transform.as_str() {
-        "pad_crop" => Transform::CifarTrain {
+    loader.transform = match config.train_transform {
+        TrainTransformKind::PadCrop => Transform::CifarTrain {
             pad: config.crop_pad,
             flip: config.hflip > 0.0,
         },
-        "rrc" => {
+        TrainTransformKind::Rrc => {
             let rand_augment = match config.aa.as_str() {
                 "" => None,
                 spec => Some(RandAugment::parse(spec)?.with_mean(loader.mean)),
@@ -137,11 +137,6 @@ pub fn train_loader_config(
                     .then(|| ColorJitter::uniform(config.color_jitter as f32)),
                 reprob: config.reprob,
             })
-        }
-        other => {
-            return Err(TrainError::Config(format!(
-                "--train-transform {other:?}: known transforms are pad_crop and rrc"
-            )))
         }
     };
     Ok(loader)

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use t2t_train::config::{DatasetKind, OptimizerKind, Preset, TrainTransformKind};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -144,10 +145,10 @@ pub struct BenchArgs {
 /// else from the preset; timm's flag names.
 #[derive(Args, Debug, Serialize)]
 pub struct TrainArgs {
-    /// Recipe preset: builtin (default without data), cifar, imagenet.
-    #[arg(long, conflicts_with = "resume")]
+    /// Recipe preset (builtin without data, cifar for CIFAR, imagenet for a folder).
+    #[arg(long, value_enum, conflicts_with = "resume")]
     #[serde(skip)]
-    pub preset: Option<String>,
+    pub preset: Option<Preset>,
     /// Config file (TOML or YAML) with settings under these flags' names.
     #[arg(short = 'c', long = "config", conflicts_with = "resume")]
     #[serde(skip)]
@@ -185,10 +186,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_checkpoint: Option<PathBuf>,
-    /// synthetic, cifar10, cifar100 or folder.
-    #[arg(long)]
+    /// The dataset (its layout under --data-dir).
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dataset: Option<String>,
+    pub dataset: Option<DatasetKind>,
     /// Dataset root (CIFAR binary folder, or an ImageFolder with train/ and val/).
     #[arg(long, visible_alias = "data")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -261,10 +262,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_accum_steps: Option<usize>,
-    /// adamw or sgd.
-    #[arg(long)]
+    /// The optimizer.
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub opt: Option<String>,
+    pub opt: Option<OptimizerKind>,
     /// SGD momentum.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,10 +282,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr_per_epoch: Option<bool>,
-    /// pad_crop or rrc.
-    #[arg(long)]
+    /// The training augmentation.
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub train_transform: Option<String>,
+    pub train_transform: Option<TrainTransformKind>,
     /// Zero padding of the pad_crop transform.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -396,9 +397,9 @@ pub struct ValidateArgs {
     /// Weights to evaluate (a run's checkpoint, or any importable weights file).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// synthetic, cifar10, cifar100 or folder.
-    #[arg(long, default_value = "folder")]
-    pub dataset: String,
+    /// The dataset (its layout under --data-dir).
+    #[arg(long, value_enum, default_value_t = DatasetKind::Folder)]
+    pub dataset: DatasetKind,
     /// Dataset root; for folder, the images are under DATA_DIR/SPLIT/<class>/.
     #[arg(long, visible_alias = "data")]
     pub data_dir: Option<PathBuf>,

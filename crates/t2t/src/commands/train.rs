@@ -13,7 +13,7 @@ use t2t_models::import::{adapt_for_finetuning, WeightsChoice};
 use t2t_models::registry::ModelSpec;
 use t2t_models::weights::load_state_dict;
 use t2t_train::checkpoint::{self, run_dir};
-use t2t_train::config::{DatasetKind, TrainConfig};
+use t2t_train::config::{choice_name, DatasetKind, OptimizerKind, Preset, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::distributed::Collective;
 use t2t_train::metrics::{EpochRow, EvalMetrics};
@@ -85,22 +85,22 @@ impl Observer for Silent {
 }
 
 /// The preset when none is named: the built-in run without data, else by dataset.
-fn default_preset(args: &TrainArgs) -> &'static str {
-    match args.dataset.as_deref() {
-        Some("cifar10" | "cifar100") => "cifar",
-        Some("folder") => "imagenet",
-        Some(_) => "builtin",
-        None if args.data_dir.is_some() => "imagenet",
-        None => "builtin",
+fn default_preset(args: &TrainArgs) -> Preset {
+    match args.dataset {
+        Some(DatasetKind::Cifar10 | DatasetKind::Cifar100) => Preset::Cifar,
+        Some(DatasetKind::Folder) => Preset::Imagenet,
+        Some(DatasetKind::Synthetic) => Preset::Builtin,
+        None if args.data_dir.is_some() => Preset::Imagenet,
+        None => Preset::Builtin,
     }
 }
 
 /// The model a preset trains when `--model` is not given.
-fn default_model(preset: &str) -> &'static str {
+fn default_model(preset: Preset) -> &'static str {
     match preset {
-        "imagenet" => "t2t_vit_14",
-        "cifar" => "t2t_vit_7_cifar",
-        _ => "t2t_vit_lite_cifar",
+        Preset::Imagenet => "t2t_vit_14",
+        Preset::Cifar => "t2t_vit_7_cifar",
+        Preset::Builtin | Preset::Transfer => "t2t_vit_lite_cifar",
     }
 }
 
@@ -194,7 +194,8 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
         if config.hflip > 0.0 {
             eprintln!(
                 "augmentation: {} with horizontal flips at p = {} (--hflip 0 turns them off for images that are not mirror-symmetric)",
-                config.train_transform, config.hflip
+                choice_name(config.train_transform),
+                config.hflip
             );
         }
     }
@@ -555,24 +556,27 @@ fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
 
 /// The settings of a new run: preset, then config file, then flags.
 fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
-    let preset = args
-        .preset
-        .as_deref()
-        .unwrap_or_else(|| default_preset(args));
+    let preset = args.preset.unwrap_or_else(|| default_preset(args));
     let model = args.model.as_deref().unwrap_or(default_model(preset));
     let flags = serde_json::to_value(args)?;
-    let mut config = TrainConfig::resolve(preset, model, args.config_file.as_deref(), flags)?;
-    if let Some(dataset) = &args.dataset {
-        config.dataset = DatasetKind::parse(dataset)?;
-    }
-    Ok(config)
+    Ok(TrainConfig::resolve(
+        preset,
+        model,
+        args.config_file.as_deref(),
+        flags,
+    )?)
 }
 
 /// The resolved settings saved in run directory `run`.
 fn run_config(run: &Path) -> Result<TrainConfig> {
     let config_file = run.join("config.toml");
-    TrainConfig::resolve("builtin", "", Some(&config_file), serde_json::json!({}))
-        .with_context(|| format!("{}: the run's resolved config", config_file.display()))
+    TrainConfig::resolve(
+        Preset::Builtin,
+        "",
+        Some(&config_file),
+        serde_json::json!({}),
+    )
+    .with_context(|| format!("{}: the run's resolved config", config_file.display()))
 }
 
 /// The recipe knobs of the training loop from a run's settings.
@@ -584,17 +588,16 @@ fn recipe(config: &TrainConfig) -> Result<Recipe> {
         lr: config.lr,
         min_lr: config.min_lr,
         warmup_lr: config.warmup_lr,
-        optim: match config.opt.as_str() {
-            "adamw" => OptimizerConfig::AdamW(AdamWConfig {
+        optim: match config.opt {
+            OptimizerKind::Adamw => OptimizerConfig::AdamW(AdamWConfig {
                 betas: (config.opt_betas[0], config.opt_betas[1]),
                 eps: config.opt_eps,
                 weight_decay: config.weight_decay,
             }),
-            "sgd" => OptimizerConfig::Sgd(SgdConfig {
+            OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
                 momentum: config.momentum,
                 weight_decay: config.weight_decay,
             }),
-            other => bail!("--opt {other:?}: known optimizers are adamw and sgd"),
         },
         transfer_ratio: config.transfer_ratio,
         freeze: config.freeze.clone(),

@@ -7,7 +7,7 @@ use serde_json::json;
 use t2t_data::Shard;
 use t2t_models::import::WeightsChoice;
 use t2t_models::weights::load_state_dict;
-use t2t_train::config::DatasetKind;
+use t2t_train::config::choice_name;
 use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
 use t2t_train::distributed::Collective;
 use t2t_train::trainer::evaluate;
@@ -31,7 +31,7 @@ pub fn run(args: ValidateArgs, processes: Rc<dyn Collective>) -> Result<ExitCode
     )?;
     let img_size = spec.config.img_size();
     let dataset = open_split(
-        DatasetKind::parse(&args.dataset)?,
+        args.dataset,
         args.data_dir.as_deref(),
         &args.split,
         args.class_map.as_deref(),
@@ -52,7 +52,7 @@ pub fn run(args: ValidateArgs, processes: Rc<dyn Collective>) -> Result<ExitCode
     if metrics.images == 0 {
         bail!(
             "--dataset {} --split {}: no image was evaluated, the split holds none",
-            args.dataset,
+            choice_name(args.dataset),
             args.split
         );
     }
