@@ -1,5 +1,6 @@
 mod bench;
 mod convert;
+mod embed;
 mod export;
 mod info;
 mod models;
@@ -8,11 +9,12 @@ mod train;
 mod validate;
 mod verify;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+use t2t_data::has_image_extension;
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
 use t2t_train::distributed::{self, Collective};
@@ -28,6 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Embed(args) => embed::run(args),
         Command::Train(args) => shared(|processes| train::run(*args, processes)),
         Command::Validate(args) => shared(|processes| validate::run(args, processes)),
     }
@@ -104,4 +107,51 @@ pub fn load_weights(path: &Path, choice: WeightsChoice) -> Result<Imported> {
 /// patterns cost polynomial time, not exponential.
 pub fn name_pattern(pattern: &str) -> Result<glob::Pattern> {
     glob::Pattern::new(pattern).with_context(|| format!("invalid pattern {pattern:?}"))
+}
+
+/// Files, folders (their images, sorted) and glob patterns (`*`, `?`,
+/// `[...]` in the file name).
+pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
+    let list = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| dir.display().to_string())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && keep(p))
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    let mut files = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        let found = if path.is_dir() {
+            list(path, &has_image_extension)?
+        } else if input.contains(['*', '?']) {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let pattern = name_pattern(
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default(),
+            )
+            .with_context(|| input.clone())?;
+            list(dir, &|p: &Path| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| pattern.matches(n))
+            })?
+        } else if path.is_file() {
+            vec![path.to_path_buf()]
+        } else {
+            bail!("{input}: no such file or folder");
+        };
+        ensure!(
+            !found.is_empty(),
+            "{input}: no image found (jpg, jpeg, png, webp)"
+        );
+        files.extend(found);
+    }
+    Ok(files)
 }
