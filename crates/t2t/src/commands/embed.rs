@@ -9,8 +9,7 @@ use serde_json::json;
 use t2t_data::{ImageFiles, Loader, Unreadable};
 use t2t_models::import::WeightsChoice;
 use t2t_models::weights::{
-    load_state_dict, safetensors_bytes, temp_file_beside, write_then_replace, HostTensor,
-    StateDict,
+    load_state_dict, safetensors_bytes, temp_file_beside, write_then_replace, HostTensor, StateDict,
 };
 use t2t_train::data::eval_loader_config;
 

@@ -11,9 +11,7 @@ use t2t_models::import::WeightsChoice;
 use t2t_models::registry::imagenet_class_names;
 use t2t_models::weights::load_state_dict;
 
-use super::{
-    eval_data_config, expand_inputs, load_weights, print_json, resolve_image_model,
-};
+use super::{eval_data_config, expand_inputs, load_weights, print_json, resolve_image_model};
 use crate::cli::PredictArgs;
 
 /// Images per forward pass.
