@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use t2t_data::decode_file;
@@ -143,15 +142,9 @@ fn check(name: &str, kwargs: &[&str], depth: usize, eps: f64) {
     args.extend(["--layers", &last, "--layers", "0"]);
     args.extend(["-o", output.to_str().unwrap(), "--json"]);
     args.extend(images.iter().map(|p| p.to_str().unwrap()));
-    let run = Command::new(env!("CARGO_BIN_EXE_t2t"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = run_t2t(&args, dir.path());
+    run.assert_bounded();
+    assert_eq!(run.code, Some(0), "{name}: {run:#?}");
 
     let stored = read_safetensors(&output).unwrap();
     let names: Vec<&str> = stored.tensors.keys().map(String::as_str).collect();

@@ -7,20 +7,22 @@ use anyhow::{ensure, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
 use t2t_data::{ImageFiles, Loader, Unreadable};
-use t2t_models::import::WeightsChoice;
 use t2t_models::weights::{
-    load_state_dict, safetensors_bytes, temp_file_beside, write_then_replace, HostTensor, StateDict,
+    safetensors_bytes, temp_file_beside, write_then_replace, HostTensor, StateDict,
 };
 use t2t_train::data::eval_loader_config;
 
-use super::{eval_data_config, expand_inputs, load_weights, print_json, resolve_image_model};
+use super::{
+    eval_data_config, expand_inputs, load_image_run_model, print_json, resolve_image_model,
+};
 use crate::cli::EmbedArgs;
 
 /// Embeds every image through the model's evaluation pipeline and writes the
 /// tensors (row `i` of each is image `i`) and the CSV that names the images.
 pub fn run(args: EmbedArgs) -> Result<ExitCode> {
-    let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
-    let files = expand_inputs(&args.images)?;
+    let run = &args.run;
+    let spec = resolve_image_model(&run.model.model, &run.model.overrides)?;
+    let files = expand_inputs(&run.images)?;
     let output = &args.output;
     let csv = output.with_extension("csv");
     ensure!(
@@ -41,16 +43,12 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
     layers.sort_unstable();
     layers.dedup();
 
-    let imported = load_weights(
-        &args.checkpoint,
-        WeightsChoice::from_flags(args.no_ema, false),
-    )?;
+    let (model, source) = load_image_run_model(&spec, run)?;
     let device = Device::default();
-    let model = load_state_dict(spec.config.init(&device)?, &imported.dict, &imported.source)?;
     let size = spec.config.img_size();
     // One class: the images have no labels, and the loader's targets go unused.
     let mut config = eval_loader_config(
-        &eval_data_config(&spec.data, &args.transform),
+        &eval_data_config(&spec.data, &run.transform),
         args.batch_size,
         size,
         1,
@@ -86,7 +84,7 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
         tensors: stored.into_iter().collect(),
         metadata: [
             ("model", spec.name.to_string()),
-            ("weights", imported.source),
+            ("weights", source),
             ("images", files.len().to_string()),
             ("files", csv.display().to_string()),
         ]

@@ -14,12 +14,15 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use anyhow::{bail, ensure, Context, Result};
+use burn::tensor::Device;
 use t2t_data::has_image_extension;
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
+use t2t_models::weights::load_state_dict;
+use t2t_models::Model;
 use t2t_train::distributed::{self, Collective};
 
-use crate::cli::{Cli, Command, EvalTransformArgs, ModelOverrides};
+use crate::cli::{Cli, Command, EvalTransformArgs, ImageRunArgs, ModelOverrides};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -91,6 +94,24 @@ pub fn print_json(value: &serde_json::Value) {
 
 pub fn giga(n: u64) -> String {
     format!("{:.3}G", n as f64 / 1e9)
+}
+
+/// The model of `spec` on the default device with the weights of `path`
+/// (see [`load_weights`]), and where in the file they were found.
+pub fn load_model(spec: &ModelSpec, path: &Path, choice: WeightsChoice) -> Result<(Model, String)> {
+    let imported = load_weights(path, choice)?;
+    let model = spec.config.init(&Device::default())?;
+    let model = load_state_dict(model, &imported.dict, &imported.source)?;
+    Ok((model, imported.source))
+}
+
+/// The model of `t2t predict` or `t2t embed`, with the weights its flags name.
+pub fn load_image_run_model(spec: &ModelSpec, run: &ImageRunArgs) -> Result<(Model, String)> {
+    load_model(
+        spec,
+        &run.checkpoint,
+        WeightsChoice::from_flags(run.no_ema, false),
+    )
 }
 
 /// Reads weights in any importable format, raw or EMA as `choice` says, and

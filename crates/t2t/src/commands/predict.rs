@@ -7,18 +7,19 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
 use t2t_data::folder::decode_file;
 use t2t_data::transforms::{normalize, EvalTransform, Filter};
-use t2t_models::import::WeightsChoice;
 use t2t_models::registry::imagenet_class_names;
-use t2t_models::weights::load_state_dict;
 
-use super::{eval_data_config, expand_inputs, load_weights, print_json, resolve_image_model};
+use super::{
+    eval_data_config, expand_inputs, load_image_run_model, print_json, resolve_image_model,
+};
 use crate::cli::PredictArgs;
 
 /// Images per forward pass.
 const CHUNK: usize = 16;
 
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
-    let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
+    let run = &args.run;
+    let spec = resolve_image_model(&run.model.model, &run.model.overrides)?;
     let classes = spec.config.num_classes();
     ensure!(
         classes > 0,
@@ -26,16 +27,12 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     );
     ensure!(args.topk >= 1, "--topk must be at least 1");
     let names = class_names(args.class_map.as_deref(), classes)?;
-    let files = expand_inputs(&args.images)?;
-    let data = eval_data_config(&spec.data, &args.transform);
+    let files = expand_inputs(&run.images)?;
+    let data = eval_data_config(&spec.data, &run.transform);
     let (mean, std) = (data.mean.map(|m| m as f32), data.std.map(|s| s as f32));
     let transform = EvalTransform::new(data.crop_pct, Filter::Bicubic)?;
-    let imported = load_weights(
-        &args.checkpoint,
-        WeightsChoice::from_flags(args.no_ema, false),
-    )?;
+    let (model, _) = load_image_run_model(&spec, run)?;
     let device = Device::default();
-    let model = load_state_dict(spec.config.init(&device)?, &imported.dict, &imported.source)?;
     let size = spec.config.img_size();
 
     let mut predictions = Vec::new();
@@ -57,7 +54,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         {
             bail!(
                 "{}: the model produced non-finite logits (NaN or infinity) for {}",
-                args.checkpoint.display(),
+                run.checkpoint.display(),
                 chunk[row].display()
             );
         }
