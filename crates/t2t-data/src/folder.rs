@@ -84,6 +84,40 @@ impl Dataset for ImageFolder {
     }
 }
 
+/// Image files in a given order, all of class 0: images without labels,
+/// such as those to embed.
+pub struct ImageFiles {
+    files: Vec<PathBuf>,
+}
+
+impl ImageFiles {
+    pub fn new(files: Vec<PathBuf>) -> Self {
+        Self { files }
+    }
+}
+
+impl Dataset for ImageFiles {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn num_classes(&self) -> usize {
+        1
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        vec!["image".to_string()]
+    }
+
+    fn get(&self, index: usize) -> Result<(Image, usize), DataError> {
+        Ok((decode_file(&self.files[index])?, 0))
+    }
+
+    fn origin(&self) -> String {
+        "the image files".into()
+    }
+}
+
 /// The most pixels a decoded image may have: PIL's `MAX_IMAGE_PIXELS`
 /// (about 256 MiB as RGB). The size is read from the header, so a larger
 /// image is refused before anything is allocated for it.

@@ -5,7 +5,7 @@
 //! batches are normalised `f32` in `[B, 3, S, S]` order with soft targets in
 //! `[B, num_classes]`. A training crate turns them into tensors.
 //!
-//! - datasets: [`CifarDataset`], [`ImageFolder`], [`Synthetic`];
+//! - datasets: [`CifarDataset`], [`ImageFolder`], [`ImageFiles`], [`Synthetic`];
 //! - per-sample augmentation: [`transforms`] (RandomResizedCrop, flips,
 //!   RandAugment, colour jitter, random erasing, the eval resize and crop);
 //! - batch augmentation: [`mixup`] (timm `Mixup` in batch mode);
@@ -22,7 +22,7 @@ pub mod transforms;
 use std::path::PathBuf;
 
 pub use cifar::{CifarDataset, CifarKind};
-pub use folder::{decode_file, has_image_extension, ImageFolder};
+pub use folder::{decode_file, has_image_extension, ImageFiles, ImageFolder};
 pub use loader::{Batch, Epoch, Loader, LoaderConfig, Shard, Transform, Unreadable};
 pub use mixup::MixupConfig;
 pub use random::derive_seed;

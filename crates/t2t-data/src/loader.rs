@@ -34,9 +34,9 @@ use crate::{DataError, Dataset, Image};
 /// Batches each worker may have ready ahead of the consumer.
 const PREFETCH_PER_WORKER: usize = 2;
 
-/// What becomes of a sample that cannot be read. Either way it is counted
-/// in [`Batch::skipped`] and named in a warning on stderr, and an epoch in
-/// which no sample at all can be read ends with an error.
+/// What becomes of a sample that cannot be read. Replaced or skipped, it is
+/// counted in [`Batch::skipped`] and named in a warning on stderr, and an
+/// epoch in which no sample at all can be read ends with an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unreadable {
     /// The next readable sample in epoch order takes its place, so batches
@@ -45,6 +45,9 @@ pub enum Unreadable {
     /// It is left out, so every sample counted was really seen
     /// (evaluation); a batch may then be smaller, or empty.
     Skip,
+    /// Its error ends the epoch, for work where every sample named must be
+    /// processed (embedding a list of files).
+    Fail,
 }
 
 /// Which part of every batch this process loads: of a batch of
@@ -309,8 +312,9 @@ impl EpochPlan {
     /// What takes the place of the unreadable sample at `position`: the
     /// next readable one in epoch order (wrapping) when replacing, so the
     /// replacement depends only on the order and on which files are bad;
-    /// nothing when skipping. Only the position's own failure is reported,
-    /// so a bad file is counted once, at its own position.
+    /// nothing when skipping; its own error when failing. Only the
+    /// position's own failure is reported, so a bad file is counted once, at
+    /// its own position.
     fn stand_in(
         &self,
         position: usize,
@@ -336,6 +340,7 @@ impl EpochPlan {
                     Err(self.nothing_readable(error))
                 }
             }
+            Unreadable::Fail => Err(error),
         }
     }
 

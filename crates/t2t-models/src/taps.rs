@@ -1,11 +1,23 @@
+use std::collections::BTreeSet;
+
 use burn::tensor::{Tensor, TensorData};
 
 /// Named intermediate activations, recorded only when a caller asks for them
-/// (parity checks compare them against the `__*` tensors of reference files).
+/// (parity checks compare them against the `__*` tensors of reference files;
+/// `t2t embed` stores a few of them).
 #[derive(Default)]
 pub struct Taps {
-    enabled: bool,
+    wanted: Wanted,
     recorded: Vec<(String, TensorData)>,
+}
+
+/// Which taps a recorder keeps.
+#[derive(Default)]
+enum Wanted {
+    #[default]
+    Nothing,
+    Everything,
+    Only(BTreeSet<String>),
 }
 
 impl Taps {
@@ -17,17 +29,36 @@ impl Taps {
     /// A recorder that copies every tapped tensor to the host.
     pub fn on() -> Self {
         Self {
-            enabled: true,
+            wanted: Wanted::Everything,
             recorded: Vec::new(),
         }
     }
 
+    /// A recorder that copies only the taps named in `names` to the host,
+    /// so that large intermediates nobody asked for stay on the device.
+    pub fn only<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            wanted: Wanted::Only(names.into_iter().map(Into::into).collect()),
+            recorded: Vec::new(),
+        }
+    }
+
+    /// Whether `name` would be recorded.
+    pub fn wants(&self, name: &str) -> bool {
+        match &self.wanted {
+            Wanted::Nothing => false,
+            Wanted::Everything => true,
+            Wanted::Only(names) => names.contains(name),
+        }
+    }
+
     pub fn record<const D: usize>(&mut self, name: &str, tensor: &Tensor<D>) {
-        if self.enabled {
+        if self.wants(name) {
             self.recorded.push((name.to_string(), tensor.to_data()));
         }
     }
 
+    /// The recorded tensors in the order the forward pass reached them.
     pub fn into_recorded(self) -> Vec<(String, TensorData)> {
         self.recorded
     }

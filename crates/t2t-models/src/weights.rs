@@ -349,6 +349,12 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, ModelError> {
 /// Writes a safetensors file through a temporary file and a rename, so that
 /// an interrupted write never leaves a truncated file under `path`.
 pub fn write_safetensors(path: &Path, dict: &StateDict) -> Result<(), ModelError> {
+    write_atomically(path, &safetensors_bytes(dict, path)?)
+}
+
+/// `dict` as the bytes of a safetensors file, all tensors f32; `path`, where
+/// they will go, only names the file in errors.
+pub fn safetensors_bytes(dict: &StateDict, path: &Path) -> Result<Vec<u8>, ModelError> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = dict
         .tensors
         .iter()
@@ -365,14 +371,23 @@ pub fn write_safetensors(path: &Path, dict: &StateDict) -> Result<(), ModelError
         })
         .collect::<Vec<_>>();
     let metadata = (!dict.metadata.is_empty()).then(|| dict.metadata.clone());
-    let encoded = safetensors::serialize(views, &metadata).map_err(|e| file_error(path, e))?;
-    write_atomically(path, &encoded)
+    safetensors::serialize(views, &metadata).map_err(|e| file_error(path, e))
 }
 
 /// Writes `bytes` to `path` via a sibling temporary file, flushed to disk
 /// before it is renamed over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let mut temp = temp_file_beside(path)?;
+    write_then_replace(temp_file_beside(path)?, path, bytes)
+}
+
+/// Writes `bytes` to `temp` (from [`temp_file_beside`]), flushed to disk,
+/// and renames it over `path`. A caller that must not do long work only to
+/// find the destination unwritable creates `temp` first.
+pub fn write_then_replace(
+    mut temp: NamedTempFile,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), ModelError> {
     temp.write_all(bytes)
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| file_error(path, e))?;

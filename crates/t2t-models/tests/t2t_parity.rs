@@ -10,6 +10,7 @@ use t2t_models::registry::{self, ModelConfig};
 use t2t_models::weights::{load_state_dict, read_safetensors, StateDict};
 
 mod common;
+mod embeddings;
 
 fn fixture(name: &str) -> Option<PathBuf> {
     common::fixture("t2t", name)
@@ -61,6 +62,7 @@ fn check(file: &str, atol_all: f64, atol_logits: f64) {
     let model = config.init(&Device::default()).unwrap();
     let model = load_state_dict(model, &merge_weights(&weights, &reference), file).unwrap();
     let comparisons = compare(&model, &config, &reference, file).unwrap();
+    embeddings::check_embeddings(&model, &reference, file, atol_all);
     let expected: Vec<&str> = reference
         .tensors
         .keys()

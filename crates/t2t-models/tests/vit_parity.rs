@@ -6,6 +6,7 @@ use t2t_models::parity::compare;
 use t2t_models::weights::{load_state_dict, read_safetensors};
 
 mod common;
+mod embeddings;
 
 fn check(file: &str) {
     let Some(path) = common::fixture("vit", file) else {
@@ -28,6 +29,8 @@ fn check(file: &str) {
     assert_eq!(counted.all as u64, meta["params"].as_u64().unwrap());
 
     let comparisons = compare(&model, &config, &reference, file).unwrap();
+    // The fixture's block tolerance (see below) bounds both.
+    embeddings::check_embeddings(&model, &reference, file, 2e-4);
     let names: Vec<&str> = comparisons.iter().map(|c| c.tensor.as_str()).collect();
     assert_eq!(names, ["patch_embed", "block0", "features", "logits"]);
     for c in &comparisons {

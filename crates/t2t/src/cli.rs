@@ -31,6 +31,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Classify images: top-k classes with probabilities.
     Predict(PredictArgs),
+    /// Pre-logits embeddings (and chosen block outputs) of images, as safetensors with a CSV of the files.
+    Embed(EmbedArgs),
     /// Measure throughput (median of timed runs after warm-up) and peak memory.
     Bench(BenchArgs),
     /// Write the model with its weights as an ONNX file, for ONNX Runtime and other servers.
@@ -465,8 +467,10 @@ pub struct ConvertArgs {
     pub json: bool,
 }
 
+/// A model with its weights, and the images to run through its eval
+/// transform (`t2t predict`, `t2t embed`).
 #[derive(Args, Debug)]
-pub struct PredictArgs {
+pub struct ImageRunArgs {
     #[command(flatten)]
     pub model: ModelFlagArgs,
     /// Weights (any importable format; EMA weights when present).
@@ -475,18 +479,42 @@ pub struct PredictArgs {
     /// Images, folders of images, or glob patterns.
     #[arg(required = true)]
     pub images: Vec<String>,
+    #[arg(long)]
+    pub no_ema: bool,
+    #[command(flatten)]
+    pub transform: EvalTransformArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub run: ImageRunArgs,
     #[arg(long, default_value_t = 5)]
     pub topk: usize,
     /// Class names, one per line (default: ImageNet-1k for 1000-class models, else indices).
     #[arg(long)]
     pub class_map: Option<PathBuf>,
-    #[arg(long)]
-    pub no_ema: bool,
-    #[command(flatten)]
-    pub transform: EvalTransformArgs,
     /// Print CSV (file,rank,index,class,prob) instead of a table.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub run: ImageRunArgs,
+    /// Safetensors file to write: `features` [N, tokens, C] (the final norm's
+    /// output), `pre_logits` [N, C] (the head's input) and `blocks.{i}`.
+    /// The file names go to the same path with the extension `.csv`.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Also store the output tokens of these blocks (counted from 0), e.g. `0,3,6`.
+    #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
+    pub layers: Vec<usize>,
+    #[arg(short = 'b', long, default_value_t = 32)]
+    pub batch_size: usize,
     #[arg(long)]
     pub json: bool,
 }

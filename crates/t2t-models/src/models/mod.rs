@@ -8,14 +8,17 @@ pub use t2t_vit::{Backbone, SplitSpec, T2tModule, T2tVit, T2tVitConfig, TokenLay
 pub use t2t_vit_dense::{DenseBlock, DenseLayer, Transition};
 pub use vit::{FastVisionTransformer, Mixer, VisionTransformer, VitConfig};
 
+use std::collections::HashMap;
+
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::complexity::Macs;
 use crate::layers::{
     layer_norm_macs, linear_macs, Block, Dropout, GhostAttention, GhostMlp, LayerNorm, Sublayer,
 };
+use crate::weights::HostTensor;
 use crate::{ModelError, Taps};
 
 /// Every model of the zoo, behind one type for the command line and the trainers.
@@ -69,6 +72,60 @@ impl Model {
         }
     }
 
+    /// Blocks after the tokenizer.
+    pub fn depth(&self) -> usize {
+        match self {
+            Model::T2tVit(m) => m.encoder.blocks.len(),
+            Model::T2tVitGhost(m) => m.encoder.blocks.len(),
+            Model::T2tVitDense(m) => m.encoder.blocks.len(),
+            Model::Vit(m) => m.encoder.blocks.len(),
+            Model::Fvit(m) => m.encoder.blocks.len(),
+        }
+    }
+
+    /// The pre-logits embeddings of `images`, named as `t2t embed` stores
+    /// them, in this order:
+    /// - `features` `[B, N, C]`: the final norm's output for every token,
+    ///   class token first (timm's `forward_features`);
+    /// - `pre_logits` `[B, C]`: what the head takes, the class token of
+    ///   `features` (timm's `forward_head(x, pre_logits=True)`); the logits
+    ///   are `head(pre_logits)`, or `pre_logits` itself without a head;
+    /// - `blocks.{i}` `[B, N, C]`: the output of block `i`, for each of
+    ///   `blocks` in the order given.
+    ///
+    /// A block index past the last block is refused before anything runs.
+    /// An empty batch gives no tensors.
+    pub fn embed(
+        &self,
+        images: Tensor<4>,
+        blocks: &[usize],
+    ) -> Result<Vec<(String, HostTensor)>, ModelError> {
+        let depth = self.depth();
+        if let Some(block) = blocks.iter().find(|&&b| b >= depth) {
+            return Err(ModelError::BadConfig(format!(
+                "block {block}: the model has {depth} blocks, counted from 0"
+            )));
+        }
+        // (tap, stored name): the taps keep the names of the golden files,
+        // where `features` is the pooled class token.
+        let mut names = vec![
+            ("norm".to_string(), "features".to_string()),
+            ("features".to_string(), "pre_logits".to_string()),
+        ];
+        names.extend(
+            blocks
+                .iter()
+                .map(|b| (format!("block{b}"), format!("blocks.{b}"))),
+        );
+        let mut taps = Taps::only(names.iter().map(|(tap, _)| tap.clone()));
+        self.forward_tapped(images, &mut taps);
+        let mut recorded: HashMap<String, TensorData> = taps.into_recorded().into_iter().collect();
+        Ok(names
+            .into_iter()
+            .filter_map(|(tap, name)| Some((name, HostTensor::from_data(recorded.remove(&tap)?))))
+            .collect())
+    }
+
     /// MACs per image by stage.
     pub fn stages(&self) -> Vec<Stage> {
         match self {
@@ -106,14 +163,12 @@ impl<L: Sublayer> Encoder<L> {
             .forward(Tensor::cat(vec![cls, tokens], 1) + self.pos_embed.val());
         for (index, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
-            if index == 0 {
-                taps.record("block0", &x);
-            }
+            taps.record(&format!("block{index}"), &x);
         }
-        let [_, _, width] = x.dims();
-        let features = self
-            .norm
-            .forward(x)
+        let normed = self.norm.forward(x);
+        taps.record("norm", &normed);
+        let [_, _, width] = normed.dims();
+        let features = normed
             .slice([0..batch, 0..1, 0..width])
             .reshape([batch, width]);
         taps.record("features", &features);

@@ -1,5 +1,6 @@
 mod bench;
 mod convert;
+mod embed;
 mod export;
 mod info;
 mod models;
@@ -8,16 +9,20 @@ mod train;
 mod validate;
 mod verify;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+use burn::tensor::Device;
+use t2t_data::has_image_extension;
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
+use t2t_models::weights::load_state_dict;
+use t2t_models::Model;
 use t2t_train::distributed::{self, Collective};
 
-use crate::cli::{Cli, Command, EvalTransformArgs, ModelOverrides};
+use crate::cli::{Cli, Command, EvalTransformArgs, ImageRunArgs, ModelOverrides};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -28,6 +33,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Embed(args) => embed::run(args),
         Command::Train(args) => shared(|processes| train::run(*args, processes)),
         Command::Validate(args) => shared(|processes| validate::run(args, processes)),
     }
@@ -90,6 +96,24 @@ pub fn giga(n: u64) -> String {
     format!("{:.3}G", n as f64 / 1e9)
 }
 
+/// The model of `spec` on the default device with the weights of `path`
+/// (see [`load_weights`]), and where in the file they were found.
+pub fn load_model(spec: &ModelSpec, path: &Path, choice: WeightsChoice) -> Result<(Model, String)> {
+    let imported = load_weights(path, choice)?;
+    let model = spec.config.init(&Device::default())?;
+    let model = load_state_dict(model, &imported.dict, &imported.source)?;
+    Ok((model, imported.source))
+}
+
+/// The model of `t2t predict` or `t2t embed`, with the weights its flags name.
+pub fn load_image_run_model(spec: &ModelSpec, run: &ImageRunArgs) -> Result<(Model, String)> {
+    load_model(
+        spec,
+        &run.checkpoint,
+        WeightsChoice::from_flags(run.no_ema, false),
+    )
+}
+
 /// Reads weights in any importable format, raw or EMA as `choice` says, and
 /// says on stderr which file and key it used.
 pub fn load_weights(path: &Path, choice: WeightsChoice) -> Result<Imported> {
@@ -104,4 +128,51 @@ pub fn load_weights(path: &Path, choice: WeightsChoice) -> Result<Imported> {
 /// patterns cost polynomial time, not exponential.
 pub fn name_pattern(pattern: &str) -> Result<glob::Pattern> {
     glob::Pattern::new(pattern).with_context(|| format!("invalid pattern {pattern:?}"))
+}
+
+/// Files, folders (their images, sorted) and glob patterns (`*`, `?`,
+/// `[...]` in the file name).
+pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
+    let list = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| dir.display().to_string())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && keep(p))
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    let mut files = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        let found = if path.is_dir() {
+            list(path, &has_image_extension)?
+        } else if input.contains(['*', '?']) {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let pattern = name_pattern(
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default(),
+            )
+            .with_context(|| input.clone())?;
+            list(dir, &|p: &Path| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| pattern.matches(n))
+            })?
+        } else if path.is_file() {
+            vec![path.to_path_buf()]
+        } else {
+            bail!("{input}: no such file or folder");
+        };
+        ensure!(
+            !found.is_empty(),
+            "{input}: no image found (jpg, jpeg, png, webp)"
+        );
+        files.extend(found);
+    }
+    Ok(files)
 }

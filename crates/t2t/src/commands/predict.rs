@@ -1,24 +1,25 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
-use t2t_data::folder::{decode_file, has_image_extension};
+use t2t_data::folder::decode_file;
 use t2t_data::transforms::{normalize, EvalTransform, Filter};
-use t2t_models::import::WeightsChoice;
 use t2t_models::registry::imagenet_class_names;
-use t2t_models::weights::load_state_dict;
 
-use super::{eval_data_config, load_weights, name_pattern, print_json, resolve_image_model};
+use super::{
+    eval_data_config, expand_inputs, load_image_run_model, print_json, resolve_image_model,
+};
 use crate::cli::PredictArgs;
 
 /// Images per forward pass.
 const CHUNK: usize = 16;
 
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
-    let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
+    let run = &args.run;
+    let spec = resolve_image_model(&run.model.model, &run.model.overrides)?;
     let classes = spec.config.num_classes();
     ensure!(
         classes > 0,
@@ -26,16 +27,12 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     );
     ensure!(args.topk >= 1, "--topk must be at least 1");
     let names = class_names(args.class_map.as_deref(), classes)?;
-    let files = expand_inputs(&args.images)?;
-    let data = eval_data_config(&spec.data, &args.transform);
+    let files = expand_inputs(&run.images)?;
+    let data = eval_data_config(&spec.data, &run.transform);
     let (mean, std) = (data.mean.map(|m| m as f32), data.std.map(|s| s as f32));
     let transform = EvalTransform::new(data.crop_pct, Filter::Bicubic)?;
-    let imported = load_weights(
-        &args.checkpoint,
-        WeightsChoice::from_flags(args.no_ema, false),
-    )?;
+    let (model, _) = load_image_run_model(&spec, run)?;
     let device = Device::default();
-    let model = load_state_dict(spec.config.init(&device)?, &imported.dict, &imported.source)?;
     let size = spec.config.img_size();
 
     let mut predictions = Vec::new();
@@ -57,7 +54,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         {
             bail!(
                 "{}: the model produced non-finite logits (NaN or infinity) for {}",
-                args.checkpoint.display(),
+                run.checkpoint.display(),
                 chunk[row].display()
             );
         }
@@ -135,53 +132,6 @@ fn class_names(class_map: Option<&Path>, classes: usize) -> Result<Vec<String>> 
         );
     }
     Ok(names)
-}
-
-/// Files, folders (their images, sorted) and glob patterns (`*`, `?`,
-/// `[...]` in the file name).
-fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
-    let list = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| dir.display().to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && keep(p))
-            .collect();
-        files.sort();
-        Ok(files)
-    };
-    let mut files = Vec::new();
-    for input in inputs {
-        let path = Path::new(input);
-        let found = if path.is_dir() {
-            list(path, &has_image_extension)?
-        } else if input.contains(['*', '?']) {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let pattern = name_pattern(
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default(),
-            )
-            .with_context(|| input.clone())?;
-            list(dir, &|p: &Path| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| pattern.matches(n))
-            })?
-        } else if path.is_file() {
-            vec![path.to_path_buf()]
-        } else {
-            bail!("{input}: no such file or folder");
-        };
-        ensure!(
-            !found.is_empty(),
-            "{input}: no image found (jpg, jpeg, png, webp)"
-        );
-        files.extend(found);
-    }
-    Ok(files)
 }
 
 #[cfg(test)]

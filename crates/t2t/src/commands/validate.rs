@@ -2,32 +2,25 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use anyhow::{bail, Result};
-use burn::tensor::Device;
 use serde_json::json;
 use t2t_data::Shard;
 use t2t_models::import::WeightsChoice;
-use t2t_models::weights::load_state_dict;
 use t2t_train::config::choice_name;
 use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
 use t2t_train::distributed::Collective;
 use t2t_train::trainer::evaluate;
 
-use super::{eval_data_config, load_weights, print_json, resolve_image_model};
+use super::{eval_data_config, load_model, print_json, resolve_image_model};
 use crate::cli::ValidateArgs;
 
 /// Evaluates a checkpoint; under `mpirun` each process evaluates its shard
 /// of every batch and process 0 reports the totals.
 pub fn run(args: ValidateArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
-    let imported = load_weights(
+    let (model, source) = load_model(
+        &spec,
         &args.checkpoint,
         WeightsChoice::from_flags(args.no_ema, args.ema),
-    )?;
-    let source = imported.source;
-    let model = load_state_dict(
-        spec.config.init(&Device::default())?,
-        &imported.dict,
-        &source,
     )?;
     let img_size = spec.config.img_size();
     let dataset = open_split(
