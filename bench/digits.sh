@@ -12,15 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cache=bench/.cache
-mkdir -p "$cache"
-csv=${1:-$cache/sklearn/datasets/data/digits.csv.gz}
-if [ ! -f "$csv" ]; then
-    python3 -m pip download -q --no-deps --only-binary=:all: scikit-learn -d "$cache"
-    unzip -o -q "$cache"/scikit_learn-*.whl 'sklearn/datasets/data/digits.csv.gz' -d "$cache"
-fi
-data=$cache/digits
-python3 bench/digits_data.py "$csv" "$data"
+csv=${1:-}
+source bench/digits_prepare.sh
 
 cargo build --release -q
 lscpu | grep 'Model name'
