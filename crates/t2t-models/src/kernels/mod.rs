@@ -83,7 +83,7 @@ mod tests {
     use super::layer_norm::LayerNormOps;
     use super::norm_linear::NormLinearOps;
     use super::performer::PerformerOps;
-    use super::soft_split::SoftSplitOps;
+    use super::soft_split::{Geometry, SoftSplitOps};
     use super::*;
 
     /// A tensor of `shape` filled with ones (no values when it is empty).
@@ -98,11 +98,31 @@ mod tests {
     #[test]
     fn empty_batches_give_empty_results_forward_and_backward() {
         let image = ones(&[0, 3, 16, 16]);
-        let split = Flex::soft_split(image, 0, 3, 16, false, 7, 4, 2);
+        let image_split = Geometry {
+            batch: 0,
+            channels: 3,
+            side: 16,
+            channels_last: false,
+            kernel: 7,
+            stride: 4,
+            padding: 2,
+        };
+        let split = Flex::soft_split(image, image_split);
         assert_eq!(shape(&split), [0, 16, 147]);
-        let back = Flex::soft_split_backward(split, 0, 3, 16, false, 7, 4, 2);
+        let back = Flex::soft_split_backward(split, image_split);
         assert_eq!(shape(&back), [0, 3, 16, 16]);
-        let tokens = Flex::soft_split(ones(&[0, 16, 8]), 0, 8, 4, true, 3, 2, 1);
+        let tokens = Flex::soft_split(
+            ones(&[0, 16, 8]),
+            Geometry {
+                batch: 0,
+                channels: 8,
+                side: 4,
+                channels_last: true,
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+            },
+        );
         assert_eq!(shape(&tokens), [0, 4, 72]);
 
         let (kqv, w) = (ones(&[0, 5, 24]), ones(&[4, 8]));
@@ -164,7 +184,18 @@ mod tests {
     #[test]
     #[should_panic(expected = "soft_split: inconsistent operand shapes")]
     fn a_split_of_zero_channels_is_refused() {
-        Flex::soft_split(ones(&[1, 0, 8, 8]), 1, 0, 8, false, 3, 2, 1);
+        Flex::soft_split(
+            ones(&[1, 0, 8, 8]),
+            Geometry {
+                batch: 1,
+                channels: 0,
+                side: 8,
+                channels_last: false,
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+            },
+        );
     }
 
     #[test]

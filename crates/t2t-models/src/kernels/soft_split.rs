@@ -15,22 +15,24 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
+use burn::tensor::module::unfold4d;
+use burn::tensor::ops::{PadMode, UnfoldOptions};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{check_shapes, read, write};
+use super::{check_shapes, on_flex, read, write};
 
 /// Input geometry of a split.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
-    batch: usize,
-    channels: usize,
-    side: usize,
+pub struct Geometry {
+    pub(crate) batch: usize,
+    pub(crate) channels: usize,
+    pub(crate) side: usize,
     /// Tokens `[B, H·W, C]` rather than an image `[B, C, H, W]`.
-    channels_last: bool,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    pub(crate) channels_last: bool,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) padding: usize,
 }
 
 impl Geometry {
@@ -143,78 +145,22 @@ impl Geometry {
 
 #[backend_extension(Flex, Autodiff)]
 pub trait SoftSplitOps: Backend {
-    #[allow(clippy::too_many_arguments)]
-    fn soft_split(
-        x: FloatTensor<Self>,
-        batch: usize,
-        channels: usize,
-        side: usize,
-        channels_last: bool,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> FloatTensor<Self>;
+    fn soft_split(x: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
 
-    #[allow(clippy::too_many_arguments)]
-    fn soft_split_backward(
-        grad: FloatTensor<Self>,
-        batch: usize,
-        channels: usize,
-        side: usize,
-        channels_last: bool,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> FloatTensor<Self>;
+    fn soft_split_backward(grad: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
 }
 
 impl SoftSplitOps for Flex {
-    fn soft_split(
-        x: FlexTensor,
-        batch: usize,
-        channels: usize,
-        side: usize,
-        channels_last: bool,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> FlexTensor {
-        let g = Geometry {
-            batch,
-            channels,
-            side,
-            channels_last,
-            kernel,
-            stride,
-            padding,
-        };
+    fn soft_split(x: FlexTensor, geometry: Geometry) -> FlexTensor {
         let (values, shape) = read(&x);
-        g.check(&shape, false);
-        write(g.forward(&values), g.output_shape())
+        geometry.check(&shape, false);
+        write(geometry.forward(&values), geometry.output_shape())
     }
 
-    fn soft_split_backward(
-        grad: FlexTensor,
-        batch: usize,
-        channels: usize,
-        side: usize,
-        channels_last: bool,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> FlexTensor {
-        let g = Geometry {
-            batch,
-            channels,
-            side,
-            channels_last,
-            kernel,
-            stride,
-            padding,
-        };
+    fn soft_split_backward(grad: FlexTensor, geometry: Geometry) -> FlexTensor {
         let (values, shape) = read(&grad);
-        g.check(&shape, true);
-        write(g.backward(&values), g.input_shape())
+        geometry.check(&shape, true);
+        write(geometry.backward(&values), geometry.input_shape())
     }
 }
 
@@ -222,113 +168,79 @@ impl SoftSplitOps for Flex {
 struct SoftSplitBackward;
 
 impl<B: Backend + SoftSplitOps> Backward<B, 1> for SoftSplitBackward {
-    type State = (usize, usize, usize, bool, usize, usize, usize);
+    type State = Geometry;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (batch, channels, side, channels_last, kernel, stride, padding) = ops.state;
+        let geometry = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::soft_split_backward(
-                grad,
-                batch,
-                channels,
-                side,
-                channels_last,
-                kernel,
-                stride,
-                padding,
-            )
+            B::soft_split_backward(grad, geometry)
         });
     }
 }
 
 impl<B: Backend + SoftSplitOps, C: CheckpointStrategy> SoftSplitOps for Autodiff<B, C> {
-    fn soft_split(
-        x: FloatTensor<Self>,
-        batch: usize,
-        channels: usize,
-        side: usize,
-        channels_last: bool,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> FloatTensor<Self> {
-        let inner = Autodiff::<B, C>::inner(x.clone());
-        let output = B::soft_split(
-            inner,
-            batch,
-            channels,
-            side,
-            channels_last,
-            kernel,
-            stride,
-            padding,
-        );
+    fn soft_split(x: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
+        let output = B::soft_split(Autodiff::<B, C>::inner(x.clone()), geometry);
         match SoftSplitBackward
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish(
-                (
-                    batch,
-                    channels,
-                    side,
-                    channels_last,
-                    kernel,
-                    stride,
-                    padding,
-                ),
-                output,
-            ),
+            OpsKind::Tracked(prep) => prep.finish(geometry, output),
             OpsKind::UnTracked(prep) => prep.finish(output),
         }
     }
 
-    fn soft_split_backward(
-        grad: FloatTensor<Self>,
-        batch: usize,
-        channels: usize,
-        side: usize,
-        channels_last: bool,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> FloatTensor<Self> {
+    fn soft_split_backward(grad: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
         let inner = Autodiff::<B, C>::inner(grad);
-        Autodiff::<B, C>::from_inner(B::soft_split_backward(
-            inner,
-            batch,
-            channels,
-            side,
-            channels_last,
-            kernel,
-            stride,
-            padding,
-        ))
+        Autodiff::<B, C>::from_inner(B::soft_split_backward(inner, geometry))
     }
 }
 
-/// `[B, C, H, W]` image → `[B, L, C·k·k]` tokens.
+/// The soft split in burn's ops, `nn.Unfold` semantics: `unfold4d` and a
+/// transpose. Padding first and unfolding without padding is much faster
+/// than unfolding with padding.
+fn plain_soft_split(image: Tensor<4>, kernel: usize, stride: usize, padding: usize) -> Tensor<3> {
+    let p = padding;
+    let padded = image.pad((p, p, p, p), PadMode::Constant(0.0));
+    let columns = unfold4d(
+        padded,
+        [kernel, kernel],
+        UnfoldOptions::new([stride, stride], [0, 0], [1, 1]),
+    );
+    columns.swap_dims(1, 2)
+}
+
+/// `[B, C, H, W]` image → `[B, L, C·k·k]` tokens; off the CPU backend, in
+/// burn's ops.
 pub fn soft_split_image(
     image: Tensor<4>,
     kernel: usize,
     stride: usize,
     padding: usize,
 ) -> Tensor<3> {
+    if !on_flex(image.device()) {
+        return plain_soft_split(image, kernel, stride, padding);
+    }
     let [batch, channels, side, _] = image.dims();
-    Tensor::from_dispatch(<Dispatch as SoftSplitOps>::soft_split(
-        image.into_dispatch(),
+    let geometry = Geometry {
         batch,
         channels,
         side,
-        false,
+        channels_last: false,
         kernel,
         stride,
         padding,
+    };
+    Tensor::from_dispatch(<Dispatch as SoftSplitOps>::soft_split(
+        image.into_dispatch(),
+        geometry,
     ))
 }
 
-/// `[B, H·W, C]` tokens on a square grid → `[B, L, C·k·k]` tokens.
+/// `[B, H·W, C]` tokens on a square grid → `[B, L, C·k·k]` tokens: the
+/// re-structurization into an image and the split in one step. Off the CPU
+/// backend, the image is made and split with burn's ops.
 pub fn soft_split_tokens(
     tokens: Tensor<3>,
     kernel: usize,
@@ -337,36 +249,31 @@ pub fn soft_split_tokens(
 ) -> Tensor<3> {
     let [batch, length, channels] = tokens.dims();
     let side = (length as f64).sqrt() as usize;
-    Tensor::from_dispatch(<Dispatch as SoftSplitOps>::soft_split(
-        tokens.into_dispatch(),
+    if !on_flex(tokens.device()) {
+        let image = tokens
+            .swap_dims(1, 2)
+            .reshape([batch, channels, side, side]);
+        return soft_split_image(image, kernel, stride, padding);
+    }
+    let geometry = Geometry {
         batch,
         channels,
         side,
-        true,
+        channels_last: true,
         kernel,
         stride,
         padding,
+    };
+    Tensor::from_dispatch(<Dispatch as SoftSplitOps>::soft_split(
+        tokens.into_dispatch(),
+        geometry,
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::module::unfold4d;
-    use burn::tensor::ops::{PadMode, UnfoldOptions};
     use burn::tensor::{Device, Distribution};
-
-    /// The plain-op path: `nn.Unfold` semantics through burn's `unfold4d`.
-    fn reference(image: Tensor<4>, kernel: usize, stride: usize, padding: usize) -> Tensor<3> {
-        let p = padding;
-        let padded = image.pad((p, p, p, p), PadMode::Constant(0.0));
-        unfold4d(
-            padded,
-            [kernel, kernel],
-            UnfoldOptions::new([stride, stride], [0, 0], [1, 1]),
-        )
-        .swap_dims(1, 2)
-    }
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
@@ -384,7 +291,7 @@ mod tests {
                 &device,
             )
             .require_grad();
-            let expected = reference(image.clone(), kernel, stride, padding);
+            let expected = plain_soft_split(image.clone(), kernel, stride, padding);
             let weights =
                 Tensor::<3>::random(expected.dims(), Distribution::Normal(0.0, 1.0), &device);
             let expected_grads = (expected.clone() * weights.clone()).sum().backward();
