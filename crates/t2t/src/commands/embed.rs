@@ -1,20 +1,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
-use t2t_data::{ImageFiles, Loader, Unreadable};
 use t2t_models::weights::{
     safetensors_bytes, temp_file_beside, write_then_replace, HostTensor, StateDict,
 };
-use t2t_train::data::eval_loader_config;
 
-use super::{
-    eval_data_config, expand_inputs, load_image_run_model, print_json, resolve_image_model,
-};
+use super::{image_batches, load_image_run_model, print_json, resolve_image_model};
 use crate::cli::EmbedArgs;
 
 /// Embeds every image through the model's evaluation pipeline and writes the
@@ -22,7 +17,6 @@ use crate::cli::EmbedArgs;
 pub fn run(args: EmbedArgs) -> Result<ExitCode> {
     let run = &args.run;
     let spec = resolve_image_model(&run.model.model, &run.model.overrides)?;
-    let files = expand_inputs(&run.images)?;
     let output = &args.output;
     let csv = output.with_extension("csv");
     ensure!(
@@ -43,19 +37,10 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
     layers.sort_unstable();
     layers.dedup();
 
+    let (files, loader) = image_batches(&spec, run, args.batch_size)?;
     let (model, source) = load_image_run_model(&spec, run)?;
     let device = Device::default();
     let size = spec.config.img_size();
-    // One class: the images have no labels, and the loader's targets go unused.
-    let mut config = eval_loader_config(
-        &eval_data_config(&spec.data, &run.transform),
-        args.batch_size,
-        size,
-        1,
-    )?;
-    // Row i must be image i, so an unreadable image ends the run.
-    config.unreadable = Unreadable::Fail;
-    let loader = Loader::new(Arc::new(ImageFiles::new(files.clone())), config)?;
 
     let mut stored: Vec<(String, HostTensor)> = Vec::new();
     for batch in loader.epoch(0, 0) {

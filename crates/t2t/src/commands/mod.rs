@@ -12,14 +12,16 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::Device;
-use t2t_data::has_image_extension;
+use t2t_data::{has_image_extension, ImageFiles, Loader, Unreadable};
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
 use t2t_models::weights::load_state_dict;
 use t2t_models::Model;
+use t2t_train::data::eval_loader_config;
 use t2t_train::distributed::{self, Collective};
 
 use crate::cli::{Cli, Command, EvalTransformArgs, ImageRunArgs, ModelOverrides};
@@ -132,6 +134,27 @@ pub fn name_pattern(pattern: &str) -> Result<glob::Pattern> {
 
 /// Files, folders (their images, sorted) and glob patterns (`*`, `?`,
 /// `[...]` in the file name).
+/// The images an image command names, in order, and the loader that
+/// batches them through the model's evaluation pipeline, the one `validate`
+/// uses. An unreadable image ends the command: row `i` must be image `i`.
+pub fn image_batches(
+    spec: &ModelSpec,
+    run: &ImageRunArgs,
+    batch_size: usize,
+) -> Result<(Vec<PathBuf>, Loader)> {
+    let files = expand_inputs(&run.images)?;
+    // One class: the images have no labels, and the loader's targets go unused.
+    let mut config = eval_loader_config(
+        &eval_data_config(&spec.data, &run.transform),
+        batch_size,
+        spec.config.img_size(),
+        1,
+    )?;
+    config.unreadable = Unreadable::Fail;
+    let loader = Loader::new(Arc::new(ImageFiles::new(files.clone())), config)?;
+    Ok((files, loader))
+}
+
 pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     let list = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

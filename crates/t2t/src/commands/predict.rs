@@ -5,13 +5,9 @@ use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
-use t2t_data::folder::decode_file;
-use t2t_data::transforms::{normalize, EvalTransform, Filter};
 use t2t_models::registry::imagenet_class_names;
 
-use super::{
-    eval_data_config, expand_inputs, load_image_run_model, print_json, resolve_image_model,
-};
+use super::{image_batches, load_image_run_model, print_json, resolve_image_model};
 use crate::cli::PredictArgs;
 
 /// Images per forward pass.
@@ -27,23 +23,16 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     );
     ensure!(args.topk >= 1, "--topk must be at least 1");
     let names = class_names(args.class_map.as_deref(), classes)?;
-    let files = expand_inputs(&run.images)?;
-    let data = eval_data_config(&spec.data, &run.transform);
-    let (mean, std) = (data.mean.map(|m| m as f32), data.std.map(|s| s as f32));
-    let transform = EvalTransform::new(data.crop_pct, Filter::Bicubic)?;
+    let (files, loader) = image_batches(&spec, run, CHUNK)?;
     let (model, _) = load_image_run_model(&spec, run)?;
     let device = Device::default();
     let size = spec.config.img_size();
 
     let mut predictions = Vec::new();
-    for chunk in files.chunks(CHUNK) {
-        let mut pixels = Vec::with_capacity(chunk.len() * 3 * size * size);
-        for file in chunk {
-            let image = decode_file(file)?;
-            pixels.extend(normalize(&transform.apply(&image, size), mean, std));
-        }
+    for (batch, chunk) in loader.epoch(0, 0).zip(files.chunks(CHUNK)) {
+        let batch = batch?;
         let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [chunk.len(), 3, size, size]),
+            TensorData::new(batch.images, [chunk.len(), 3, size, size]),
             &device,
         );
         let logits = model.forward(images);
