@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::complexity::param_counts;
 use crate::layers::FastAttentionConfig;
 use crate::models::{Backbone, Mixer, Model, SplitSpec, T2tVitConfig, TokensType, VitConfig};
 use crate::ModelError;
@@ -425,6 +426,58 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// MACs of one stage under both conventions.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    pub name: &'static str,
+    pub macs: u64,
+    pub macs_no_attn_matmul: u64,
+}
+
+/// The complexity report of `t2t info` (see [`crate::complexity`] for the
+/// two conventions).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub img_size: usize,
+    pub params_all: usize,
+    pub params_trainable: usize,
+    /// fvcore convention: layers, matmuls/einsums and LayerNorm.
+    pub macs: u64,
+    /// Weights-only convention: Linear and convolution layers.
+    pub macs_no_attn_matmul: u64,
+    pub stages: Vec<StageReport>,
+}
+
+pub const CONVENTIONS: &str = "MACs per image, 1 MAC = 1 multiply-add. 'macs' follows fvcore on the \
+official code: Linear/conv layers + every matmul and einsum (attention, Performer kernels) + LayerNorm \
+at 5 per element. 'macs_no_attn_matmul' counts Linear/conv layers only (timm tables, FViT paper).";
+
+/// Counts the parameters and MACs of a configuration.
+pub fn report(name: &str, config: &ModelConfig) -> Result<Report, ModelError> {
+    let device = burn::tensor::Device::default().autodiff();
+    let model = config.init(&device)?;
+    let params = param_counts(&model);
+    let stages: Vec<StageReport> = model
+        .stages()
+        .into_iter()
+        .map(|s| StageReport {
+            name: s.name,
+            macs: s.macs.total(),
+            macs_no_attn_matmul: s.macs.without_attention_matmuls(),
+        })
+        .collect();
+    Ok(Report {
+        name: name.to_string(),
+        img_size: config.img_size(),
+        params_all: params.all,
+        params_trainable: params.trainable,
+        macs: stages.iter().map(|s| s.macs).sum(),
+        macs_no_attn_matmul: stages.iter().map(|s| s.macs_no_attn_matmul).sum(),
+        stages,
+    })
 }
 
 #[cfg(test)]

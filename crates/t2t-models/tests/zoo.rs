@@ -2,11 +2,11 @@
 //! within 1% of fvcore's counts on the official code (REFERENCE.md §1.1).
 
 use burn::tensor::{Device, Tensor};
-use t2t_models::complexity::report;
 use t2t_models::registry;
+use t2t_models::registry::report;
 use t2t_models::Taps;
 
-fn info(name: &str, img_size: usize) -> t2t_models::complexity::Report {
+fn info(name: &str, img_size: usize) -> t2t_models::registry::Report {
     let mut config = registry::find(name).unwrap().config;
     config
         .apply_kwargs(&[format!("img_size={img_size}")])

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use t2t_models::complexity::{report, CONVENTIONS};
+use t2t_models::registry::{report, CONVENTIONS};
 
 use super::{giga, print_json, resolve_model};
 use crate::cli::InfoArgs;

@@ -2,8 +2,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::json;
-use t2t_models::complexity::report;
 use t2t_models::registry;
+use t2t_models::registry::report;
 
 use super::{giga, name_pattern, print_json};
 use crate::cli::ModelsArgs;
