@@ -2,11 +2,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{write_corrupt, write_image};
 use t2t_data::folder::MAX_IMAGE_PIXELS;
 use t2t_data::{decode_file, DataError, Dataset, ImageFolder};
+use t2t_testing::write_png_header;
 
 #[test]
 fn classes_sort_naturally_and_images_decode() {
@@ -148,28 +147,4 @@ fn a_class_folder_name_that_is_not_utf8_is_named_in_the_error() {
             class.display()
         )
     );
-}
-
-/// A PNG whose header declares `width` x `height` RGB pixels and whose image
-/// data is a few bytes: what a decoder would allocate is the header's.
-pub fn write_png_header(path: &Path, width: u32, height: u32) {
-    let mut ihdr = Vec::new();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (b"IHDR", ihdr),
-        (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00]),
-        (b"IEND", vec![]),
-    ] {
-        png.extend((data.len() as u32).to_be_bytes());
-        let start = png.len();
-        png.extend(kind);
-        png.extend(&data);
-        let crc = crc32fast::hash(&png[start..]);
-        png.extend(crc.to_be_bytes());
-    }
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, png).unwrap();
 }

@@ -18,11 +18,8 @@ use t2t_train::grads::Gradients;
 use t2t_train::loss::{smoothed_targets, soft_target_cross_entropy};
 use t2t_train::optim::{AdamWConfig, Optimizer, OptimizerConfig};
 
-#[path = "../../t2t-models/tests/common/mod.rs"]
-mod common;
-
 fn fixture(name: &str) -> Option<PathBuf> {
-    common::fixture("train", name)
+    t2t_testing::fixture("train", name)
 }
 
 fn model_for(reference: &StateDict, weights: &StateDict, device: &Device) -> Model {

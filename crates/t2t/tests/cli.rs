@@ -21,9 +21,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-#[path = "../../t2t-models/tests/common/mod.rs"]
-mod common;
-use common::fixture;
+use t2t_testing::fixture;
 
 #[test]
 fn verify_passes_on_the_official_fixtures_and_fails_past_tolerance() {

@@ -16,9 +16,7 @@ use t2t_models::import::{adapt_for_finetuning, import_weights, WeightsChoice};
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, state_dict, write_safetensors, HostTensor, StateDict};
 
-#[path = "../../t2t-models/tests/common/mod.rs"]
-mod common;
-use common::{fixture, fixtures_required};
+use t2t_testing::{fixture, fixtures_required};
 
 const BATCH: usize = 5;
 /// Official-init weights: ONNX Runtime and t2t differ only by rounding.

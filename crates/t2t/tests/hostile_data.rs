@@ -13,6 +13,7 @@ use serde_json::Value;
 use support::{run_t2t, Run};
 use t2t_models::registry;
 use t2t_models::weights::{state_dict, write_safetensors};
+use t2t_testing::write_png_header;
 
 /// A small T2T-ViT-7, quick to build and run at 224.
 const KWARGS: [&str; 3] = ["embed_dim=64", "depth=1", "num_heads=2"];
@@ -66,30 +67,6 @@ fn write_truncated_jpeg(path: &Path) {
         .unwrap();
     let bytes = std::fs::read(path).unwrap();
     std::fs::write(path, &bytes[..bytes.len() * 2 / 3]).unwrap();
-}
-
-/// A PNG whose header declares `width` x `height` RGB pixels, with almost
-/// no image data: a decoder would allocate what the header says.
-fn write_png_header(path: &Path, width: u32, height: u32) {
-    let mut ihdr = Vec::new();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
-    let chunks = [
-        (b"IHDR", ihdr),
-        (b"IDAT", vec![0x78, 0x9c, 0x03, 0x00]),
-        (b"IEND", vec![]),
-    ];
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in chunks {
-        png.extend((data.len() as u32).to_be_bytes());
-        let start = png.len();
-        png.extend(kind);
-        png.extend(&data);
-        let crc = crc32fast::hash(&png[start..]);
-        png.extend(crc.to_be_bytes());
-    }
-    std::fs::write(path, png).unwrap();
 }
 
 fn last_json(run: &Run) -> Value {

@@ -9,14 +9,11 @@
 #[allow(clippy::zombie_processes)]
 mod support;
 
-#[path = "../../t2t-pickle/tests/common/mod.rs"]
-mod pickle;
-
 use std::path::Path;
 
-use pickle::{op, torch_zip, PickleBuilder};
 use support::{run_t2t, Run};
 use t2t_models::weights::{read_safetensors, state_dict, write_safetensors, HostTensor, StateDict};
+use t2t_testing::pickles::{op, torch_zip, PickleBuilder};
 
 /// Writes `bytes` to `dir/name`.
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -119,7 +116,7 @@ fn a_legacy_protocol_error_does_not_print_the_files_contents() {
 #[test]
 fn a_zip_entry_whose_crc_does_not_match_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut archive = pickle::zip_sample();
+    let mut archive = t2t_testing::pickles::zip_sample();
     write(dir.path(), "intact.pth", &archive);
     let run = convert(dir.path(), "intact.pth", &[]);
     assert_eq!(run.code, Some(0), "{run:#?}");
