@@ -6,9 +6,13 @@
 use burn::tensor::{Tensor, TensorData};
 
 use crate::layers::{Attention, Block, FastAttention, Mlp};
+use crate::weights::HostTensor;
 use crate::{Model, ModelError, Taps};
 
 /// The attention weights of one block.
+// Only one value at a time exists, moved to a visitor: boxing the larger
+// variant would add an allocation and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum AttentionWeights {
     /// Softmax probabilities `[B, heads, N, N]`, a row per query.
     Softmax(Tensor<4>),
@@ -103,28 +107,39 @@ impl HeadFusion {
 
 /// Attention rollout of one image, fed one block at a time.
 pub struct Rollout {
-    tokens: usize,
     discard_ratio: f64,
+    /// Tokens, class token first; set by the first block.
+    tokens: usize,
     /// The head-fused attention of each block so far, `N × N` row-major.
     blocks: Vec<Vec<f32>>,
 }
 
 impl Rollout {
-    /// A rollout over `tokens` tokens (class token first) that zeroes the
-    /// lowest `discard_ratio` of each block's fused weights.
-    pub fn new(tokens: usize, discard_ratio: f64) -> Self {
+    /// A rollout that zeroes the lowest `discard_ratio` of each block's
+    /// fused weights.
+    pub fn new(discard_ratio: f64) -> Self {
         Self {
-            tokens,
             discard_ratio,
+            tokens: 0,
             blocks: Vec::new(),
         }
     }
 
     /// Adds the next block's head-fused attention `[N, N]` (or `[1, N, N]`).
     pub fn push(&mut self, fused: TensorData) {
-        let values: Vec<f32> = fused.convert::<f32>().try_into_vec().expect("f32 weights");
-        assert_eq!(values.len(), self.tokens * self.tokens, "fused attention");
-        self.blocks.push(values);
+        let fused = HostTensor::from_data(fused);
+        let tokens = *fused.shape.last().expect("a matrix");
+        assert!(
+            self.blocks.is_empty() || tokens == self.tokens,
+            "every block has N tokens"
+        );
+        assert_eq!(
+            fused.values.len(),
+            tokens * tokens,
+            "one image's N × N weights"
+        );
+        self.tokens = tokens;
+        self.blocks.push(fused.values);
     }
 
     /// The class token's row of `Â_L ⋯ Â_1` over the patch tokens, divided
@@ -221,13 +236,13 @@ mod tests {
     #[test]
     fn rollout_of_uniform_attention_is_flat_and_the_class_token_is_kept() {
         let n = 5;
-        let mut rollout = Rollout::new(n, 0.0);
+        let mut rollout = Rollout::new(0.0);
         for _ in 0..3 {
             rollout.push(TensorData::new(vec![1.0 / n as f32; n * n], [n, n]));
         }
         assert_eq!(rollout.mask(), vec![1.0; n - 1]);
         // Discarding every entry leaves the class token's own weight and the identity.
-        let mut rollout = Rollout::new(n, 1.0);
+        let mut rollout = Rollout::new(1.0);
         rollout.push(TensorData::new(vec![1.0 / n as f32; n * n], [n, n]));
         let a = rollout.mixed(&[1.0 / n as f32; 25]);
         assert!((a[0] - 1.0).abs() < 1e-12 && a[1] == 0.0 && (a[n + 1] - 1.0).abs() < 1e-12);
