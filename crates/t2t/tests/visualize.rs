@@ -14,18 +14,10 @@ use t2t_models::registry;
 use t2t_models::weights::{read_safetensors, state_dict, write_safetensors, HostTensor};
 use t2t_models::{Model, Taps};
 
-use support::run_t2t;
+use support::{max_diff, run_t2t};
 
 /// Largest accepted difference between two computations of one value.
 const ATOL: f64 = 1e-4;
-
-fn max_diff(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max)
-}
 
 /// Every block's attention probabilities `[heads][N][N]` of one image.
 fn probabilities(model: &Model, input: &HostTensor) -> Vec<Vec<Vec<Vec<f64>>>> {
