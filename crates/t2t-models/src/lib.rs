@@ -8,6 +8,7 @@
 pub mod complexity;
 pub mod error;
 pub mod import;
+pub mod inspect;
 pub mod kernels;
 pub mod layers;
 pub mod models;

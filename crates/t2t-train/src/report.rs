@@ -30,7 +30,9 @@ const FONT_FILES: &[&str] = &[
     "/System/Library/Fonts/Supplemental/Arial.ttf",
 ];
 
-fn register_font() -> Result<(), String> {
+/// Registers the first font of [`FONT_FILES`] found as plotters'
+/// `sans-serif`, once per process.
+pub fn register_font() -> Result<(), String> {
     static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     REGISTERED
         .get_or_init(|| {

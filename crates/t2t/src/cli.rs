@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use t2t_train::config::{DatasetKind, OptimizerKind, Preset, TrainTransformKind};
 
@@ -33,6 +33,9 @@ pub enum Command {
     Predict(PredictArgs),
     /// Pre-logits embeddings (and chosen block outputs) of images, as safetensors with a CSV of the files.
     Embed(EmbedArgs),
+    /// Pictures of what a model attends to and computes: attention rollout,
+    /// per-head attention, block feature maps, FViT's additive weights.
+    Visualize(Box<VisualizeArgs>),
     /// Measure throughput (median of timed runs after warm-up) and peak memory.
     Bench(BenchArgs),
     /// Write the model with its weights as an ONNX file, for ONNX Runtime and other servers.
@@ -517,4 +520,61 @@ pub struct EmbedArgs {
     pub batch_size: usize,
     #[arg(long)]
     pub json: bool,
+}
+
+/// A picture `t2t visualize` draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum VisualKind {
+    /// Attention rollout over all blocks, the class token's row over the image.
+    Rollout,
+    /// The class token's attention to the patches, per head of one block.
+    Heads,
+    /// The first 64 channels of chosen blocks' tokens on the patch grid
+    /// (and T2T-ViT's token maps after each soft split and T2T layer).
+    Features,
+    /// FViT's additive-attention weights α (queries) and β (keys) per head.
+    Additive,
+}
+
+/// How `--kind rollout` merges a block's heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HeadFusionArg {
+    Mean,
+    Max,
+    Min,
+}
+
+#[derive(Args, Debug)]
+pub struct VisualizeArgs {
+    #[command(flatten)]
+    pub run: ImageRunArgs,
+    /// Folder for the PNGs (created when missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Pictures to draw (default: every kind the model has).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND,...")]
+    pub kind: Vec<VisualKind>,
+    /// Rollout: the fraction of each block's lowest fused weights set to 0.
+    #[arg(long, default_value_t = 0.9)]
+    pub discard_ratio: f64,
+    /// Rollout: how a block's heads are merged.
+    #[arg(long, value_enum, default_value_t = HeadFusionArg::Mean)]
+    pub head_fusion: HeadFusionArg,
+    /// The block (counted from 0) of `heads` and `additive` (default: the last).
+    #[arg(long)]
+    pub block: Option<usize>,
+    /// The blocks (counted from 0) of `features` (default: first, middle and last).
+    #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
+    pub layers: Vec<usize>,
+    /// Also write the arrays behind every picture, and each preprocessed
+    /// input, to this safetensors file.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub save_maps: Option<PathBuf>,
+    /// Another registered model whose feature maps of the same images go
+    /// beside this model's, as in the paper's Figure 2.
+    #[arg(long, requires = "other_checkpoint", value_name = "OTHER_MODEL")]
+    pub compare: Option<String>,
+    /// The weights of `--compare`'s model.
+    #[arg(long, requires = "compare")]
+    pub other_checkpoint: Option<PathBuf>,
 }

@@ -15,7 +15,7 @@ use t2t_models::weights::{
 };
 use t2t_models::{Model, Taps};
 
-use support::run_t2t;
+use support::{max_diff, run_t2t};
 
 /// Largest accepted difference between two computations of one value.
 const ATOL: f64 = 1e-4;
@@ -84,14 +84,6 @@ fn prepared(spec: &ModelSpec, file: &Path) -> Tensor<4> {
 fn row(tensor: &HostTensor, i: usize) -> &[f32] {
     let len = tensor.values.len() / tensor.shape[0];
     &tensor.values[i * len..(i + 1) * len]
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max)
 }
 
 /// `LayerNorm(x)` over rows of `width`, in f64.

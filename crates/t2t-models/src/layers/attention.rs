@@ -15,12 +15,7 @@ pub fn self_attention(qkv: Tensor<3>, heads: usize, scale: f64, attn_drop: &Drop
     if on_flex(qkv.device()) && !attn_drop.is_active(&qkv) {
         return kernels::qkv_attention(qkv, heads, scale);
     }
-    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| split_heads(x, heads));
-    let (q, k, v) = (
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-    );
+    let [q, k, v] = split_qkv(qkv, heads);
     if !q.is_tracked() {
         // Off the autodiff graph the backend's fused attention computes the
         // same thing without materialising the weights (no dropout applies
@@ -31,8 +26,19 @@ pub fn self_attention(qkv: Tensor<3>, heads: usize, scale: f64, attn_drop: &Drop
         };
         return merge_heads(attention(q, k, v, None, None, options));
     }
-    let scores = q.mul_scalar(scale).matmul(k.swap_dims(2, 3));
-    merge_heads(attn_drop.forward(softmax(scores, 3)).matmul(v))
+    merge_heads(attn_drop.forward(probabilities(q, k, scale)).matmul(v))
+}
+
+/// `softmax(q·scale @ kᵀ)` of heads `[B, H, N, d]`: the weights `[B, H, N, N]`
+/// (row = query) that the fused kernels never materialise.
+fn probabilities(q: Tensor<4>, k: Tensor<4>, scale: f64) -> Tensor<4> {
+    softmax(q.mul_scalar(scale).matmul(k.swap_dims(2, 3)), 3)
+}
+
+/// q, k and v `[B, H, N, d]` of a `qkv` projection `[B, N, 3·H·d]`.
+fn split_qkv(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
+    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| split_heads(x, heads));
+    [(); 3].map(|()| parts.next().unwrap())
 }
 
 /// `[B, N, H·d]` → `[B, H, N, d]`.
@@ -98,6 +104,15 @@ impl Attention {
             None => x,
         };
         self.proj_drop.forward(x)
+    }
+
+    /// The attention probabilities `[B, H, N, N]` (row = query) of
+    /// `norm(x)`, as the block computes them before weighting the values.
+    /// Materialising them costs `N²` values a head, so only inspection
+    /// (`t2t visualize`) takes this path; the forward pass stays fused.
+    pub fn probabilities_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<4> {
+        let [q, k, _] = split_qkv(norm.then_linear(&self.qkv, x), self.num_heads);
+        probabilities(q, k, self.scale)
     }
 }
 

@@ -99,6 +99,18 @@ impl FastAttention {
     /// Additive attention with an optional additive mask `[B, 1, N]`
     /// (0 for tokens, -10000 for padding, as the official encoder builds it).
     pub fn forward_masked(&self, x: Tensor<3>, mask: Option<Tensor<3>>) -> Tensor<3> {
+        self.attend(x, mask).0
+    }
+
+    /// The pooling weights `[B, heads, N]` of `x`: α over the queries (what
+    /// forms the global query) and β over the keys (the global key). The
+    /// forward pass computes them anyway, so nothing extra is materialised.
+    pub fn pooling_weights(&self, x: Tensor<3>) -> [Tensor<3>; 2] {
+        self.attend(x, None).1
+    }
+
+    /// The output and the pooling weights `[α, β]`.
+    fn attend(&self, x: Tensor<3>, mask: Option<Tensor<3>>) -> (Tensor<3>, [Tensor<3>; 2]) {
         let heads = self.num_heads;
         let pool = |scores: Tensor<3>, values: Tensor<3>| {
             let scores = match &mask {
@@ -106,19 +118,23 @@ impl FastAttention {
                 None => scores,
             };
             // [B, heads, 1, N] @ [B, heads, N, d] → [B, heads, 1, d] → [B, 1, H]
-            let weights = softmax(scores, 2).unsqueeze_dim::<4>(2);
-            merge_heads(weights.matmul(split_heads(values, heads)))
+            let weights = softmax(scores, 2);
+            let pooled = weights
+                .clone()
+                .unsqueeze_dim::<4>(2)
+                .matmul(split_heads(values, heads));
+            (merge_heads(pooled), weights)
         };
         let q = self.query.forward(x.clone());
         let k = self.key.forward(x.clone());
-        let global_query = pool(self.query_att.scores(q.clone(), heads), q.clone());
+        let (global_query, alpha) = pool(self.query_att.scores(q.clone(), heads), q.clone());
         let p = k * global_query;
-        let global_key = pool(self.key_att.scores(p.clone(), heads), p);
+        let (global_key, beta) = pool(self.key_att.scores(p.clone(), heads), p);
         let v = match &self.value {
             Some(value) => value.forward(x),
             None => q.clone(),
         };
-        self.transform.forward(v * global_key) + q
+        (self.transform.forward(v * global_key) + q, [alpha, beta])
     }
 }
 

@@ -156,12 +156,24 @@ pub struct Encoder<L> {
 impl<L: Sublayer> Encoder<L> {
     /// Tokens `[B, N, D]` → logits `[B, classes]` (features without a head).
     pub fn forward(&self, tokens: Tensor<3>, taps: &mut Taps) -> Tensor<2> {
+        self.forward_visiting(tokens, taps, &mut |_, _, _| {})
+    }
+
+    /// [`Self::forward`] that shows `visit` each block, with its index and
+    /// its input, before the block runs (see [`crate::inspect`]).
+    pub fn forward_visiting(
+        &self,
+        tokens: Tensor<3>,
+        taps: &mut Taps,
+        visit: &mut dyn FnMut(usize, &L, &Tensor<3>),
+    ) -> Tensor<2> {
         let [batch, _, width] = tokens.dims();
         let cls = self.cls_token.val().expand([batch, 1, width]);
         let mut x = self
             .pos_drop
             .forward(Tensor::cat(vec![cls, tokens], 1) + self.pos_embed.val());
         for (index, block) in self.blocks.iter().enumerate() {
+            visit(index, block, &x);
             x = block.forward(x);
             taps.record(&format!("block{index}"), &x);
         }

@@ -514,9 +514,20 @@ pub struct T2tVit<L = Block> {
 
 impl<L: Sublayer> T2tVit<L> {
     pub fn forward_tapped(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<2> {
+        self.forward_visiting(images, taps, &mut |_, _, _| {})
+    }
+
+    /// The forward pass that shows `visit` each block and its input
+    /// ([`Encoder::forward_visiting`]).
+    pub fn forward_visiting(
+        &self,
+        images: Tensor<4>,
+        taps: &mut Taps,
+        visit: &mut dyn FnMut(usize, &L, &Tensor<3>),
+    ) -> Tensor<2> {
         let tokens = self.tokens_to_token.forward(images, taps);
         taps.record("t2t_tokens", &tokens);
-        self.encoder.forward(tokens, taps)
+        self.encoder.forward_visiting(tokens, taps, visit)
     }
 
     pub fn stages(&self) -> Vec<Stage> {

@@ -222,9 +222,20 @@ pub type FastVisionTransformer = VisionTransformer<Block<FastAttention, Mlp>>;
 
 impl<L: Sublayer> VisionTransformer<L> {
     pub fn forward_tapped(&self, images: Tensor<4>, taps: &mut Taps) -> Tensor<2> {
+        self.forward_visiting(images, taps, &mut |_, _, _| {})
+    }
+
+    /// The forward pass that shows `visit` each block and its input
+    /// ([`Encoder::forward_visiting`]).
+    pub fn forward_visiting(
+        &self,
+        images: Tensor<4>,
+        taps: &mut Taps,
+        visit: &mut dyn FnMut(usize, &L, &Tensor<3>),
+    ) -> Tensor<2> {
         let tokens = self.patch_embed.forward(images);
         taps.record("patch_embed", &tokens);
-        self.encoder.forward(tokens, taps)
+        self.encoder.forward_visiting(tokens, taps, visit)
     }
 
     pub fn stages(&self) -> Vec<Stage> {

@@ -8,6 +8,7 @@ mod predict;
 mod train;
 mod validate;
 mod verify;
+mod visualize;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Visualize(args) => visualize::run(*args),
         Command::Train(args) => shared(|processes| train::run(*args, processes)),
         Command::Validate(args) => shared(|processes| validate::run(args, processes)),
     }

@@ -117,3 +117,12 @@ impl Run {
         );
     }
 }
+
+/// The largest absolute difference between two equally long computations.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .fold(0.0, f64::max)
+}
