@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pytorch_baseline import Attention, Mlp, TokenPerformer
+from pytorch_baseline import Attention, Mlp, T2TModule, TokenPerformer
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -124,16 +124,10 @@ class T2TViTCifar(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def grid(x):
-        b, n, c = x.shape
-        side = int(math.sqrt(n))
-        return x.transpose(1, 2).reshape(b, c, side, side)
-
     def forward(self, x):
         x = self.attention1(self.splits[0](x).transpose(1, 2))
-        x = self.attention2(self.splits[1](self.grid(x)).transpose(1, 2))
-        x = self.project(self.splits[2](self.grid(x)).transpose(1, 2))
+        x = self.attention2(self.splits[1](T2TModule.restructure(x)).transpose(1, 2))
+        x = self.project(self.splits[2](T2TModule.restructure(x)).transpose(1, 2))
         x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1) + self.pos_embed
         for block in self.blocks:
             x = block(x)
