@@ -133,6 +133,35 @@ impl ModelConfig {
         }
     }
 
+    /// Sets the input image side and the classes of the head, where given.
+    pub fn set_size(
+        &mut self,
+        img_size: Option<usize>,
+        num_classes: Option<usize>,
+    ) -> Result<(), ModelError> {
+        let (size, classes) = match self {
+            ModelConfig::T2tVit(c) => (&mut c.img_size, &mut c.num_classes),
+            ModelConfig::Vit(c) => (&mut c.img_size, &mut c.num_classes),
+        };
+        *size = img_size.unwrap_or(*size);
+        *classes = num_classes.unwrap_or(*classes);
+        self.validate()
+    }
+
+    /// Sets the dropout and stochastic-depth rates.
+    pub fn set_drop_rates(
+        &mut self,
+        drop_rate: f64,
+        drop_path_rate: f64,
+    ) -> Result<(), ModelError> {
+        let (drop, drop_path) = match self {
+            ModelConfig::T2tVit(c) => (&mut c.drop_rate, &mut c.drop_path_rate),
+            ModelConfig::Vit(c) => (&mut c.drop_rate, &mut c.drop_path_rate),
+        };
+        (*drop, *drop_path) = (drop_rate, drop_path_rate);
+        self.validate()
+    }
+
     /// Applies timm-style `key=value` overrides.
     pub fn apply_kwargs<S: AsRef<str>>(&mut self, kwargs: &[S]) -> Result<(), ModelError> {
         for kwarg in kwargs {

@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use t2t_models::registry::ModelConfig;
+use t2t_models::ModelError;
 use t2t_train::config::{DatasetKind, OptimizerKind, Preset, TrainTransformKind};
 
 #[derive(Parser, Debug)]
@@ -86,6 +88,15 @@ pub struct ModelOverrides {
     /// Overrides of the model configuration, e.g. `depth=2 embed_dim=384`.
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
     pub model_kwargs: Vec<String>,
+}
+
+impl ModelOverrides {
+    /// `--model-kwargs` (the model's own settings, by name), then the
+    /// image side and the classes, whose flags win.
+    pub fn apply(&self, config: &mut ModelConfig) -> Result<(), ModelError> {
+        config.apply_kwargs(&self.model_kwargs)?;
+        config.set_size(self.img_size, self.num_classes)
+    }
 }
 
 #[derive(Args, Debug)]

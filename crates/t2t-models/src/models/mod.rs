@@ -464,7 +464,7 @@ mod tests {
             ("fvit_base_patch16_224", 1024),
         ] {
             let mut config = registry::find(name).unwrap().config;
-            config.apply_kwargs(&[format!("img_size={size}")]).unwrap();
+            config.set_size(Some(size), None).unwrap();
         }
     }
 

@@ -58,28 +58,27 @@ fn shared(command: impl FnOnce(Rc<dyn Collective>) -> Result<ExitCode>) -> Resul
     result
 }
 
-/// The registered spec with the command line's overrides applied.
+/// The registered spec with the command line's overrides applied:
+/// `--model-kwargs`, then `--img-size` and `--num-classes`.
 pub fn resolve_model(name: &str, overrides: &ModelOverrides) -> Result<ModelSpec> {
     let mut spec = registry::find(name)?;
-    let mut kwargs = overrides.model_kwargs.clone();
-    if let Some(size) = overrides.img_size {
-        kwargs.push(format!("img_size={size}"));
-    }
-    if let Some(classes) = overrides.num_classes {
-        kwargs.push(format!("num_classes={classes}"));
-    }
-    spec.config.apply_kwargs(&kwargs)?;
+    overrides.apply(&mut spec.config)?;
     Ok(spec)
 }
 
 /// The model of a command that reads images: images are decoded as RGB, so
 /// the model must take three input channels.
 pub fn resolve_image_model(name: &str, overrides: &ModelOverrides) -> Result<ModelSpec> {
-    let spec = resolve_model(name, overrides)?;
+    check_image_model(resolve_model(name, overrides)?)
+}
+
+/// `spec`, when its model takes the three channels images are read as.
+pub fn check_image_model(spec: ModelSpec) -> Result<ModelSpec> {
     let channels = spec.config.in_chans();
     if channels != 3 {
         bail!(
-            "{name}: in_chans {channels}: images are read as RGB, so this command needs a model of 3 input channels"
+            "{}: in_chans {channels}: images are read as RGB, so this command needs a model of 3 input channels",
+            spec.name
         );
     }
     Ok(spec)

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use t2t_data::Shard;
 use t2t_models::import::{adapt_for_finetuning, WeightsChoice};
-use t2t_models::registry::ModelSpec;
+use t2t_models::registry::{self, ModelSpec};
 use t2t_models::weights::load_state_dict;
 use t2t_train::checkpoint::{self, run_dir};
 use t2t_train::config::{choice_name, DatasetKind, OptimizerKind, Preset, TrainConfig};
@@ -21,7 +21,7 @@ use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
 use t2t_train::run_dir::{clear_run, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
-use super::{load_weights, print_json, resolve_image_model};
+use super::{check_image_model, load_weights, print_json};
 use crate::cli::{ModelOverrides, TrainArgs};
 
 /// Draws a progress bar per epoch and prints a line per finished epoch.
@@ -541,17 +541,15 @@ fn val_len(config: &TrainConfig) -> String {
 /// recipe's `--drop` and `--drop-path` come first, so that the same rates
 /// given in `--model-kwargs` (the user's own words for this model) win.
 fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
-    let mut kwargs = vec![
-        format!("drop_rate={}", config.drop),
-        format!("drop_path_rate={}", config.drop_path),
-    ];
-    kwargs.extend(config.model_kwargs.iter().cloned());
+    let mut spec = registry::find(&config.model)?;
+    spec.config.set_drop_rates(config.drop, config.drop_path)?;
     let overrides = ModelOverrides {
         img_size: config.img_size,
         num_classes: config.num_classes,
-        model_kwargs: kwargs,
+        model_kwargs: config.model_kwargs.clone(),
     };
-    resolve_image_model(&config.model, &overrides)
+    overrides.apply(&mut spec.config)?;
+    check_image_model(spec)
 }
 
 /// The settings of a new run: preset, then config file, then flags.
