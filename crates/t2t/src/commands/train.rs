@@ -118,7 +118,8 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
         },
     };
     let (mut config, _lock) = set_up_run(&args, &*processes)?;
-    let img_size = run_model(&config)?.config.img_size();
+    let mut spec = run_model(&config)?;
+    let img_size = spec.config.img_size();
     let datasets = open_datasets(&config, img_size)?;
     if datasets.val.is_empty() {
         bail!(
@@ -127,8 +128,8 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
         );
     }
     // The head follows the dataset unless asked otherwise.
-    config.num_classes.get_or_insert(datasets.num_classes());
-    let spec = run_model(&config)?;
+    let classes = *config.num_classes.get_or_insert(datasets.num_classes());
+    spec.config.set_size(None, Some(classes))?;
     let resumed = match &args.resume {
         Some(path) => Some(Trainer::resume(path, &device, options(&config))?),
         None => None,
@@ -141,7 +142,6 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
         index: processes.rank(),
         count: processes.world_size(),
     };
-    let classes = spec.config.num_classes();
     let data = config.data_config(&spec.data);
     let mut train_config = train_loader_config(&config, &data, img_size, classes)?;
     train_config.batch_size = batch_size;
