@@ -15,6 +15,8 @@ use serde_json::{json, Map, Value};
 use t2t_data::transforms::RandAugment;
 use t2t_models::registry::{DataConfig, CIFAR_MEAN, CIFAR_STD};
 
+use crate::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
+use crate::trainer::Recipe;
 use crate::TrainError;
 
 /// Which images to train on.
@@ -621,6 +623,37 @@ impl TrainConfig {
     /// The model's data settings with this run's `mean`, `std` and `crop_pct`.
     pub fn data_config(&self, model: &DataConfig) -> DataConfig {
         model.with_overrides(self.mean, self.std, self.crop_pct)
+    }
+
+    /// The recipe knobs of the training loop.
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            epochs: self.epochs,
+            cooldown_epochs: self.cooldown_epochs,
+            warmup_epochs: self.warmup_epochs,
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup_lr: self.warmup_lr,
+            optim: match self.opt {
+                OptimizerKind::Adamw => OptimizerConfig::AdamW(AdamWConfig {
+                    betas: (self.opt_betas[0], self.opt_betas[1]),
+                    eps: self.opt_eps,
+                    weight_decay: self.weight_decay,
+                }),
+                OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
+                    momentum: self.momentum,
+                    weight_decay: self.weight_decay,
+                }),
+            },
+            transfer_ratio: self.transfer_ratio,
+            freeze: self.freeze.clone(),
+            lr_per_epoch: self.lr_per_epoch,
+            grad_accum_steps: self.grad_accum_steps,
+            clip_grad: self.clip_grad,
+            model_ema_decay: self.model_ema.then_some(self.model_ema_decay),
+            model_ema_warmup: self.model_ema_warmup,
+            seed: self.seed,
+        }
     }
 
     pub fn to_toml(&self) -> String {

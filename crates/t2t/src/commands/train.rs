@@ -13,11 +13,10 @@ use t2t_models::import::{adapt_for_finetuning, WeightsChoice};
 use t2t_models::registry::{self, ModelSpec};
 use t2t_models::weights::load_state_dict;
 use t2t_train::checkpoint::{self, run_dir};
-use t2t_train::config::{choice_name, DatasetKind, OptimizerKind, Preset, TrainConfig};
+use t2t_train::config::{choice_name, DatasetKind, Preset, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::distributed::Collective;
 use t2t_train::metrics::{EpochRow, EvalMetrics};
-use t2t_train::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
 use t2t_train::run_dir::{clear_run, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
@@ -151,7 +150,7 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     eval_config.workers = config.workers;
     eval_config.shard = shard;
     let val = LoaderSource::new(Arc::clone(&datasets.val), eval_config)?;
-    let recipe = recipe(&config)?;
+    let recipe = config.recipe();
     let trainer = match (resumed, &args.resume) {
         (Some(trainer), Some(path)) => {
             check_matches_state(&config, &spec, &recipe, train.batches_per_epoch(), &trainer)?;
@@ -575,37 +574,6 @@ fn run_config(run: &Path) -> Result<TrainConfig> {
         serde_json::json!({}),
     )
     .with_context(|| format!("{}: the run's resolved config", config_file.display()))
-}
-
-/// The recipe knobs of the training loop from a run's settings.
-fn recipe(config: &TrainConfig) -> Result<Recipe> {
-    Ok(Recipe {
-        epochs: config.epochs,
-        cooldown_epochs: config.cooldown_epochs,
-        warmup_epochs: config.warmup_epochs,
-        lr: config.lr,
-        min_lr: config.min_lr,
-        warmup_lr: config.warmup_lr,
-        optim: match config.opt {
-            OptimizerKind::Adamw => OptimizerConfig::AdamW(AdamWConfig {
-                betas: (config.opt_betas[0], config.opt_betas[1]),
-                eps: config.opt_eps,
-                weight_decay: config.weight_decay,
-            }),
-            OptimizerKind::Sgd => OptimizerConfig::Sgd(SgdConfig {
-                momentum: config.momentum,
-                weight_decay: config.weight_decay,
-            }),
-        },
-        transfer_ratio: config.transfer_ratio,
-        freeze: config.freeze.clone(),
-        lr_per_epoch: config.lr_per_epoch,
-        grad_accum_steps: config.grad_accum_steps,
-        clip_grad: config.clip_grad,
-        model_ema_decay: config.model_ema.then_some(config.model_ema_decay),
-        model_ema_warmup: config.model_ema_warmup,
-        seed: config.seed,
-    })
 }
 
 fn start(
