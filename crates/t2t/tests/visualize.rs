@@ -96,29 +96,62 @@ fn direct_rollout(blocks: &[Vec<Vec<Vec<f64>>>], discard: f64) -> Vec<f32> {
 
 /// Visualises one image with a small random model of `name` and checks the
 /// stored maps.
-fn check(name: &str, kwargs: &[&str], t2t: bool) {
-    let dir = tempfile::tempdir().unwrap();
+/// The largest difference between the stored feature maps of `layers`
+/// (keys `{prefix}.features.block{i}`) and the block outputs of
+/// `Model::embed` for the stored input, the class token dropped and the
+/// first 64 channels laid out on the patch grid.
+fn feature_maps_difference(
+    stored: &BTreeMap<String, HostTensor>,
+    prefix: &str,
+    model: &Model,
+    input: &HostTensor,
+    layers: &[usize],
+) -> f64 {
+    let embedded = model
+        .embed(input.to_tensor(&Device::default()), layers)
+        .unwrap();
+    let mut difference = 0.0f64;
+    for (key, tokens) in embedded.iter().filter(|(k, _)| k.starts_with("blocks.")) {
+        let [_, length, width] = tokens.shape[..] else {
+            panic!("block outputs are [B, N, C]")
+        };
+        let (side, channels) = ((length - 1).isqrt(), width.min(64));
+        let maps = &stored[&format!("{prefix}.features.block{}", &key["blocks.".len()..])];
+        assert_eq!(maps.shape, [channels, side, side], "{prefix} {key}");
+        let direct: Vec<f32> = (0..channels)
+            .flat_map(|c| (1..=side * side).map(move |t| tokens.values[t * width + c]))
+            .collect();
+        difference = difference.max(max_diff(&maps.values, &direct));
+    }
+    difference
+}
+
+/// A random model of `name` with `kwargs`, saved in `dir`, and a 40×36
+/// test image beside it.
+fn model_and_image(dir: &Path, name: &str, kwargs: &[&str]) -> (Model, String, String) {
     let mut spec = registry::find(name).unwrap();
     spec.config.apply_kwargs(kwargs).unwrap();
     let model = spec.config.init(&Device::default()).unwrap();
-    let weights = dir.path().join("weights.safetensors");
+    let weights = dir.join(format!("{name}.safetensors"));
     write_safetensors(&weights, &state_dict(&model)).unwrap();
-    let image = dir.path().join("cat.png");
+    let image = dir.join("cat.png");
     image::RgbImage::from_fn(40, 36, |x, y| {
         image::Rgb([(x * 6) as u8, (y * 7) as u8, ((x * y) % 256) as u8])
     })
     .save(&image)
     .unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    (model, path(&weights), path(&image))
+}
+
+fn check(name: &str, kwargs: &[&str], t2t: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, weights, image) = model_and_image(dir.path(), name, kwargs);
     let maps = dir.path().join("maps.safetensors");
     let out = dir.path().join("pictures");
     let mut args = vec!["visualize", "--model", name, "--model-kwargs"];
     args.extend(kwargs);
-    args.extend([
-        "--checkpoint",
-        weights.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    args.extend(["--checkpoint", &weights, "-o", out.to_str().unwrap()]);
     args.extend([
         "--discard-ratio",
         "0.5",
@@ -127,11 +160,7 @@ fn check(name: &str, kwargs: &[&str], t2t: bool) {
         "--layers",
         "0,1",
     ]);
-    args.extend([
-        "--save-maps",
-        maps.to_str().unwrap(),
-        image.to_str().unwrap(),
-    ]);
+    args.extend(["--save-maps", maps.to_str().unwrap(), &image]);
     let run = run_t2t(&args, dir.path());
     run.assert_bounded();
     assert_eq!(run.code, Some(0), "{name}: {run:#?}");
@@ -181,20 +210,7 @@ fn check(name: &str, kwargs: &[&str], t2t: bool) {
         "{name}: head maps differ by {heads_diff}"
     );
 
-    let embedded = model
-        .embed(input.to_tensor(&Device::default()), &[0, 1])
-        .unwrap();
-    let mut features_diff = 0.0f64;
-    for (key, tokens) in embedded.iter().filter(|(k, _)| k.starts_with("blocks.")) {
-        let width = tokens.shape[2];
-        let channels = width.min(64);
-        let maps = &stored[&format!("cat.features.block{}", &key["blocks.".len()..])];
-        assert_eq!(maps.shape, [channels, side, side], "{name}");
-        let direct: Vec<f32> = (0..channels)
-            .flat_map(|c| (1..=side * side).map(move |t| tokens.values[t * width + c]))
-            .collect();
-        features_diff = features_diff.max(max_diff(&maps.values, &direct));
-    }
+    let features_diff = feature_maps_difference(&stored, "cat", &model, input, &[0, 1]);
     assert!(
         features_diff < ATOL,
         "{name}: feature maps differ by {features_diff}"
@@ -221,6 +237,115 @@ fn vit_maps_match_direct_computations() {
 #[test]
 fn t2t_vit_maps_match_direct_computations() {
     check("t2t_vit_lite_cifar", &["depth=2"], true);
+}
+
+#[test]
+fn transformer_t2t_vit_maps_match_direct_computations() {
+    check(
+        "t2t_vit_lite_cifar",
+        &["depth=2", "tokens_type=transformer"],
+        true,
+    );
+}
+
+/// Runs `t2t visualize` in `dir` with `args` and reads the saved maps.
+fn visualize(dir: &Path, args: &[&str]) -> BTreeMap<String, HostTensor> {
+    let maps = dir.join("maps.safetensors");
+    let mut all = vec!["visualize"];
+    all.extend(args);
+    all.extend(["-o", "pictures", "--save-maps", maps.to_str().unwrap()]);
+    let run = run_t2t(&all, dir);
+    run.assert_bounded();
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    read_safetensors(&maps)
+        .unwrap()
+        .tensors
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn fvit_additive_maps_are_the_pooling_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let kwargs = [
+        "depth=2",
+        "embed_dim=64",
+        "num_heads=4",
+        "patch_size=4",
+        "img_size=32",
+        "num_classes=10",
+    ];
+    let (model, weights, image) = model_and_image(dir.path(), "fvit_base_patch16_224", &kwargs);
+    let mut args = vec!["--model", "fvit_base_patch16_224", "--model-kwargs"];
+    args.extend(kwargs);
+    args.extend(["--checkpoint", &weights, "--block", "1", &image]);
+    let stored = visualize(dir.path(), &args);
+
+    let mut pooling = Vec::new();
+    model
+        .forward_attention(
+            stored["cat.input"].to_tensor(&Device::default()),
+            &mut Taps::off(),
+            &mut |_, weights| {
+                let AttentionWeights::Additive(weights) = weights else {
+                    panic!("additive attention")
+                };
+                pooling.push(weights.map(|w| HostTensor::from_data(w.into_data())));
+            },
+        )
+        .unwrap();
+    for (which, direct) in ["alpha", "beta"].into_iter().zip(&pooling[1]) {
+        let [_, heads, tokens] = direct.shape[..] else {
+            panic!("[B, heads, N]")
+        };
+        for head in direct.values.chunks(tokens) {
+            // Softmax weights over all tokens, the class token's included.
+            let total: f64 = head.iter().map(|&v| v as f64).sum();
+            assert!((total - 1.0).abs() < 1e-5, "{which}: sums to {total}");
+        }
+        let patches: Vec<f32> = direct
+            .values
+            .chunks(tokens)
+            .flat_map(|head| head[1..].iter().copied())
+            .collect();
+        let side = (tokens - 1).isqrt();
+        let maps = &stored[&format!("cat.additive_{which}.block1")];
+        assert_eq!(maps.shape, [heads, side, side], "{which}");
+        let difference = max_diff(&maps.values, &patches);
+        assert!(difference < ATOL, "{which} differs by {difference}");
+    }
+    let features = feature_maps_difference(&stored, "cat", &model, &stored["cat.input"], &[0, 1]);
+    assert!(features < ATOL, "feature maps differ by {features}");
+}
+
+#[test]
+fn compared_models_each_show_their_own_feature_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t2t, weights, image) = model_and_image(dir.path(), "t2t_vit_lite_cifar", &[]);
+    let (vit, other_weights, _) = model_and_image(dir.path(), "vit_cifar", &[]);
+    let stored = visualize(
+        dir.path(),
+        &[
+            "--model",
+            "t2t_vit_lite_cifar",
+            "--checkpoint",
+            &weights,
+            "--kind",
+            "features",
+            "--layers",
+            "0,3",
+            "--compare",
+            "vit_cifar",
+            "--other-checkpoint",
+            &other_weights,
+            &image,
+        ],
+    );
+    let ours = feature_maps_difference(&stored, "cat", &t2t, &stored["cat.input"], &[0, 3]);
+    let other_input = &stored["cat.vit_cifar.input"];
+    let theirs = feature_maps_difference(&stored, "cat.vit_cifar", &vit, other_input, &[0, 3]);
+    assert!(ours < ATOL && theirs < ATOL, "{ours} {theirs}");
+    assert!(Path::new(&dir.path().join("pictures/cat_features.png")).is_file());
 }
 
 #[test]
