@@ -17,12 +17,15 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::math::{dot, exp, max, sum_by, vectorised};
 use super::matrix::{matmul, Mat, MatMut};
-use super::{check_shapes, read, write};
+use super::{check_shapes, on_flex, read, write};
 
 const QUERY: usize = 0;
 const KEY: usize = 1;
@@ -271,41 +274,72 @@ impl<B: Backend + AttentionOps, C: CheckpointStrategy> AttentionOps for Autodiff
     }
 }
 
-/// Attention of a `qkv` projection `[B, N, 3·C]` on the CPU backend, heads
-/// merged `[B, N, C]`. Callers fall back to plain operations elsewhere.
-pub fn qkv_attention(qkv: Tensor<3>, heads: usize, scale: f64) -> Tensor<3> {
-    Tensor::from_dispatch(<Dispatch as AttentionOps>::qkv_attention(
-        qkv.into_dispatch(),
-        heads,
-        scale,
-    ))
+/// Multi-head softmax attention of a `qkv` projection `[B, N, 3·C]` (q, k, v
+/// side by side, each `heads` heads wide), heads merged `[B, N, C]`:
+/// `softmax(q·scale @ kᵀ) @ v` per head, with dropout at `dropout` on the
+/// probabilities while training. The fused kernel on the CPU backend; the
+/// backend's own fused attention off the autodiff graph; plain operations
+/// otherwise, and whenever dropout needs the probabilities.
+pub fn qkv_attention(qkv: Tensor<3>, heads: usize, scale: f64, dropout: Option<f64>) -> Tensor<3> {
+    if on_flex(qkv.device()) && dropout.is_none() {
+        return Tensor::from_dispatch(<Dispatch as AttentionOps>::qkv_attention(
+            qkv.into_dispatch(),
+            heads,
+            scale,
+        ));
+    }
+    if !qkv.is_tracked() {
+        // No dropout applies outside training either.
+        let [q, k, v] = split_qkv(qkv, heads);
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            ..Default::default()
+        };
+        return merge_heads(attention(q, k, v, None, None, options));
+    }
+    plain_attention(qkv, heads, scale, dropout)
+}
+
+/// The attention in plain operations, materialising the probabilities.
+fn plain_attention(qkv: Tensor<3>, heads: usize, scale: f64, dropout: Option<f64>) -> Tensor<3> {
+    let [q, k, v] = split_qkv(qkv, heads);
+    let probabilities = attention_probabilities(q, k, scale);
+    let probabilities = match dropout {
+        Some(prob) => super::dropout(probabilities, prob),
+        None => probabilities,
+    };
+    merge_heads(probabilities.matmul(v))
+}
+
+/// `softmax(q·scale @ kᵀ)` of heads `[B, H, N, d]`: the weights `[B, H, N, N]`
+/// (row = query) that the fused kernels never materialise.
+pub(crate) fn attention_probabilities(q: Tensor<4>, k: Tensor<4>, scale: f64) -> Tensor<4> {
+    softmax(q.mul_scalar(scale).matmul(k.swap_dims(2, 3)), 3)
+}
+
+/// q, k and v `[B, H, N, d]` of a `qkv` projection `[B, N, 3·H·d]`.
+pub(crate) fn split_qkv(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
+    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| split_heads(x, heads));
+    [(); 3].map(|()| parts.next().unwrap())
+}
+
+/// `[B, N, H·d]` → `[B, H, N, d]`.
+pub(crate) fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [batch, tokens, width] = x.dims();
+    x.reshape([batch, tokens, heads, width / heads])
+        .swap_dims(1, 2)
+}
+
+/// `[B, H, N, d]` → `[B, N, H·d]`.
+pub(crate) fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [batch, heads, tokens, head_dim] = x.dims();
+    x.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::activation::softmax;
     use burn::tensor::{Device, Distribution};
-
-    /// The plain-op path: split heads, explicit softmax, merge heads.
-    fn reference(qkv: Tensor<3>, heads: usize, scale: f64) -> Tensor<3> {
-        let [batch, tokens, width3] = qkv.dims();
-        let split = |x: Tensor<3>| {
-            x.reshape([batch, tokens, heads, width3 / 3 / heads])
-                .swap_dims(1, 2)
-        };
-        let mut parts = qkv.chunk(3, 2).into_iter().map(split);
-        let (q, k, v) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        let probs = softmax(q.mul_scalar(scale).matmul(k.swap_dims(2, 3)), 3);
-        probs
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, tokens, width3 / 3])
-    }
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
@@ -329,8 +363,8 @@ mod tests {
             );
             let scale = (head_dim as f64).powf(-0.5);
 
-            let ours = qkv_attention(qkv.clone(), heads, scale);
-            let plain = reference(qkv.clone(), heads, scale);
+            let ours = qkv_attention(qkv.clone(), heads, scale, None);
+            let plain = plain_attention(qkv.clone(), heads, scale, None);
             let diff = max_diff(ours.clone(), plain.clone());
             assert!(diff < 1e-5, "forward differs by {diff}");
 

@@ -13,6 +13,7 @@ mod performer;
 mod soft_split;
 
 pub use attention::qkv_attention;
+pub(crate) use attention::{attention_probabilities, merge_heads, split_heads, split_qkv};
 pub use dropout::dropout;
 pub(crate) use dropout::unit_interval;
 pub use gelu::gelu;

@@ -1,58 +1,10 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{activation::softmax, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use super::{linear, linear_macs, Dropout, LayerNorm, SqueezeExcite, Sublayer};
 use crate::complexity::Macs;
-use crate::kernels::{self, on_flex};
-
-/// Multi-head softmax attention of a `qkv` projection `[B, N, 3·C]` (q, k, v
-/// side by side, each `heads` heads wide), heads merged `[B, N, C]`:
-/// `softmax(q·scale @ kᵀ) @ v` per head.
-pub fn self_attention(qkv: Tensor<3>, heads: usize, scale: f64, attn_drop: &Dropout) -> Tensor<3> {
-    if on_flex(qkv.device()) && !attn_drop.is_active(&qkv) {
-        return kernels::qkv_attention(qkv, heads, scale);
-    }
-    let [q, k, v] = split_qkv(qkv, heads);
-    if !q.is_tracked() {
-        // Off the autodiff graph the backend's fused attention computes the
-        // same thing without materialising the weights (no dropout applies
-        // outside training either).
-        let options = AttentionModuleOptions {
-            scale: Some(scale),
-            ..Default::default()
-        };
-        return merge_heads(attention(q, k, v, None, None, options));
-    }
-    merge_heads(attn_drop.forward(probabilities(q, k, scale)).matmul(v))
-}
-
-/// `softmax(q·scale @ kᵀ)` of heads `[B, H, N, d]`: the weights `[B, H, N, N]`
-/// (row = query) that the fused kernels never materialise.
-fn probabilities(q: Tensor<4>, k: Tensor<4>, scale: f64) -> Tensor<4> {
-    softmax(q.mul_scalar(scale).matmul(k.swap_dims(2, 3)), 3)
-}
-
-/// q, k and v `[B, H, N, d]` of a `qkv` projection `[B, N, 3·H·d]`.
-fn split_qkv(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
-    let mut parts = qkv.chunk(3, 2).into_iter().map(|x| split_heads(x, heads));
-    [(); 3].map(|()| parts.next().unwrap())
-}
-
-/// `[B, N, H·d]` → `[B, H, N, d]`.
-pub(crate) fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
-    let [batch, tokens, width] = x.dims();
-    x.reshape([batch, tokens, heads, width / heads])
-        .swap_dims(1, 2)
-}
-
-/// `[B, H, N, d]` → `[B, N, H·d]`.
-pub(crate) fn merge_heads(x: Tensor<4>) -> Tensor<3> {
-    let [batch, heads, tokens, head_dim] = x.dims();
-    x.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim])
-}
+use crate::kernels::{attention_probabilities, qkv_attention, split_qkv};
 
 /// Multi-head self-attention of the backbone blocks (MSA). The squeeze-excite
 /// ablation adds an SE layer after the output projection.
@@ -97,7 +49,8 @@ impl AttentionConfig {
 impl Attention {
     /// Everything after the `qkv` projection.
     fn attend(&self, qkv: Tensor<3>) -> Tensor<3> {
-        let x = self_attention(qkv, self.num_heads, self.scale, &self.attn_drop);
+        let dropout = self.attn_drop.rate_for(&qkv);
+        let x = qkv_attention(qkv, self.num_heads, self.scale, dropout);
         let x = self.proj.forward(x);
         let x = match &self.se_layer {
             Some(se) => se.forward(x),
@@ -112,7 +65,7 @@ impl Attention {
     /// (`t2t visualize`) takes this path; the forward pass stays fused.
     pub fn probabilities_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<4> {
         let [q, k, _] = split_qkv(norm.then_linear(&self.qkv, x), self.num_heads);
-        probabilities(q, k, self.scale)
+        attention_probabilities(q, k, self.scale)
     }
 }
 

@@ -27,8 +27,14 @@ impl Dropout {
     }
 
     /// Whether it drops anything for `x`.
-    pub fn is_active<const D: usize>(&self, x: &Tensor<D>) -> bool {
+    fn is_active<const D: usize>(&self, x: &Tensor<D>) -> bool {
         drops(self.prob, &self.training, x)
+    }
+
+    /// The rate it drops `x` at, when it drops anything: for kernels that
+    /// apply the dropout themselves.
+    pub fn rate_for<const D: usize>(&self, x: &Tensor<D>) -> Option<f64> {
+        self.is_active(x).then_some(self.prob)
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

@@ -2,9 +2,9 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{activation::softmax, Device, Tensor};
 
-use super::attention::{merge_heads, split_heads};
 use super::{linear, linear_macs, Sublayer};
 use crate::complexity::Macs;
+use crate::kernels::{merge_heads, split_heads};
 
 /// How the additive-attention scores of each head are computed.
 #[derive(Module, Debug)]

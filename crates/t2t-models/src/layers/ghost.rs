@@ -4,8 +4,9 @@ use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{linear, linear_macs, self_attention, Dropout, Sublayer};
+use super::{linear, linear_macs, Dropout, Sublayer};
 use crate::complexity::Macs;
+use crate::kernels::qkv_attention;
 
 /// A depthwise 1×1 `Conv1d` without bias over the channels of a token
 /// sequence, i.e. one learned scale per channel: the ghost "cheap operation".
@@ -87,7 +88,8 @@ impl Sublayer for GhostAttention {
             ],
             2,
         );
-        let y = self_attention(qkv, self.num_heads, self.scale, &self.attn_drop);
+        let dropout = self.attn_drop.rate_for(&qkv);
+        let y = qkv_attention(qkv, self.num_heads, self.scale, dropout);
         self.proj_drop.forward(self.proj.forward(y))
     }
 

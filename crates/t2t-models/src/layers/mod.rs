@@ -17,7 +17,7 @@ mod squeeze_excite;
 mod token_performer;
 mod token_transformer;
 
-pub use attention::{self_attention, Attention, AttentionConfig};
+pub use attention::{Attention, AttentionConfig};
 pub use block::Block;
 pub use drop_path::DropPath;
 pub use dropout::Dropout;

@@ -2,11 +2,9 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::{
-    layer_norm, layer_norm_macs, linear, linear_macs, self_attention, Dropout, LayerNorm, Mlp,
-    Sublayer,
-};
+use super::{layer_norm, layer_norm_macs, linear, linear_macs, Dropout, LayerNorm, Mlp, Sublayer};
 use crate::complexity::Macs;
+use crate::kernels::qkv_attention;
 
 /// T2T layer with full softmax attention (one head) that also narrows the
 /// tokens from `dim` to `emb` features:
@@ -52,9 +50,10 @@ impl TokenAttention {
     fn attend(&self, qkv: Tensor<3>) -> Tensor<3> {
         let emb = qkv.dims()[2] / 3;
         let v = qkv.clone().narrow(2, 2 * emb, emb);
+        let dropout = self.attn_drop.rate_for(&qkv);
         let y = self
             .proj
-            .forward(self_attention(qkv, 1, self.scale, &self.attn_drop));
+            .forward(qkv_attention(qkv, 1, self.scale, dropout));
         v + self.proj_drop.forward(y)
     }
 }
