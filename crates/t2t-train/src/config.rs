@@ -4,6 +4,7 @@
 //! a config file (`-c`, TOML or YAML), and command-line flags. The resolved
 //! result is saved as `config.toml` in the output directory.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -153,6 +154,10 @@ pub struct TrainConfig {
     pub output: PathBuf,
     pub recovery_interval: Option<u64>,
     pub stop_after_steps: Option<u64>,
+    /// Where each setting came from: `preset NAME`, `file PATH` or `flag`
+    /// (absent from runs made before it was recorded).
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
 }
 
 /// Bounds that keep step counts and sizes far from overflow and from
@@ -411,18 +416,40 @@ impl TrainConfig {
         flags: Value,
     ) -> Result<Self, TrainError> {
         let mut value = preset(preset_name, model);
-        let mut warmup_given = flags.get("warmup_epochs").is_some();
+        let mut sources = BTreeMap::new();
+        let mut record = |layer: &Value, source: &str| {
+            if let Value::Object(settings) = layer {
+                for key in settings.keys().filter(|k| *k != "sources") {
+                    sources.insert(key.clone(), source.to_string());
+                }
+            }
+        };
+        record(&value, &format!("preset {}", choice_name(preset_name)));
+        let mut saved_sources = None;
         if let Some(file) = file {
             let settings = read_config_file(file)?;
-            warmup_given |= settings.get("warmup_epochs").is_some();
+            record(&settings, &format!("file {}", file.display()));
+            // A run's own config.toml says where its settings first came from.
+            saved_sources = settings.get("sources").cloned();
             value = overlay(value, settings);
         }
+        record(&flags, "flag");
         value = overlay(value, flags);
         check_choices(&value)?;
         let mut config: Self = serde_json::from_value(value)
             .map_err(|e| TrainError::Config(format!("config: {e}")))?;
-        if !warmup_given {
-            config.warmup_epochs = config.warmup_epochs.min(max_preset_warmup(config.epochs));
+        config.sources = match saved_sources {
+            Some(saved) => serde_json::from_value(saved)
+                .map_err(|e| TrainError::Config(format!("config: sources: {e}")))?,
+            None => sources,
+        };
+        if config.sources["warmup_epochs"].starts_with("preset") {
+            let capped = config.warmup_epochs.min(max_preset_warmup(config.epochs));
+            if capped != config.warmup_epochs {
+                config.warmup_epochs = capped;
+                let source = config.sources.entry("warmup_epochs".into()).or_default();
+                source.push_str(", capped to a fifth of the epochs");
+            }
         }
         config.validate()?;
         Ok(config)
@@ -488,6 +515,7 @@ impl TrainConfig {
             output: _,
             recovery_interval,
             stop_after_steps,
+            sources: _,
         } = self;
         let counts = [
             ("--epochs", *epochs, 1, MAX_EPOCHS),
@@ -697,6 +725,29 @@ mod tests {
             (Some(224), 28, 64, 0.0)
         );
         assert_eq!(c.freeze, ["cls_token", "norm."]);
+    }
+
+    #[test]
+    fn the_resolved_config_says_where_each_setting_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.yaml");
+        std::fs::write(&file, "lr: 0.002\nsmoothing: 0.2\n").unwrap();
+        let flags = json!({"smoothing": 0.3, "epochs": 15});
+        let c = TrainConfig::resolve(Preset::Cifar, "t2t_vit_7_cifar", Some(&file), flags).unwrap();
+        let source = |key: &str| c.sources[key].as_str();
+        assert_eq!(source("weight_decay"), "preset cifar");
+        assert_eq!(source("lr"), format!("file {}", file.display()));
+        assert_eq!((source("smoothing"), c.smoothing), ("flag", 0.3));
+        assert_eq!(source("epochs"), "flag");
+        assert_eq!(
+            (source("warmup_epochs"), c.warmup_epochs),
+            ("preset cifar, capped to a fifth of the epochs", 3)
+        );
+        // A run's config.toml keeps its sources when it is read back.
+        let saved = dir.path().join("config.toml");
+        std::fs::write(&saved, c.to_toml()).unwrap();
+        let again = TrainConfig::resolve(Preset::Builtin, "", Some(&saved), json!({})).unwrap();
+        assert_eq!(again, c);
     }
 
     #[test]
