@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use t2t_data::transforms::RandAugment;
+use t2t_data::transforms::{EvalTransform, RandAugment};
 use t2t_models::registry::{DataConfig, CIFAR_MEAN, CIFAR_STD};
 
 use crate::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
@@ -610,11 +610,13 @@ impl TrainConfig {
             })?;
         }
         if let Some(crop_pct) = crop_pct {
+            // The bound of the evaluation transform that will use it.
+            let lowest = EvalTransform::MIN_CROP_PCT;
             check(
                 "--crop-pct",
                 crop_pct,
-                *crop_pct > 0.0 && *crop_pct <= 1.0,
-                || "in (0, 1]".into(),
+                (lowest..=1.0).contains(crop_pct),
+                || format!("in [{lowest}, 1]"),
             )?;
         }
         check(
@@ -852,11 +854,11 @@ mod tests {
             ),
             (
                 json!({"crop_pct": -1.0}),
-                "--crop-pct -1.0: must be in (0, 1]",
+                "--crop-pct -1.0: must be in [0.001, 1]",
             ),
             (
                 json!({"crop_pct": 0.0}),
-                "--crop-pct 0.0: must be in (0, 1]",
+                "--crop-pct 0.0: must be in [0.001, 1]",
             ),
             (json!({"aa": "rand-q3"}), "--aa"),
             (

@@ -57,7 +57,7 @@ fn settings_without_meaning_are_refused_naming_flag_and_range() {
         ),
         (&["--mixup=-1"], "--mixup -1.0: must be"),
         (&["--momentum", "5"], "--momentum 5.0: must be in [0, 1)"),
-        (&["--crop-pct=-1"], "--crop-pct -1.0: must be in (0, 1]"),
+        (&["--crop-pct=-1"], "--crop-pct -1.0: must be in [0.001, 1]"),
         (&["--aa", "rand-q3"], "--aa"),
         (
             &["--stop-after-steps", "0"],
