@@ -14,7 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-3}
 epochs=${2:-15}
-csv=""
 source bench/digits_prepare.sh
 
 if [ ! -x bench/.venv/bin/python ]; then

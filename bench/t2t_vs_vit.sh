@@ -15,7 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-3}
 epochs=${2:-15}
-csv=""
 source bench/digits_prepare.sh
 cargo build --release -q
 lscpu | grep 'Model name'
