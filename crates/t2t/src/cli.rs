@@ -588,4 +588,7 @@ pub struct VisualizeArgs {
     /// The weights of `--compare`'s model.
     #[arg(long, requires = "compare")]
     pub other_checkpoint: Option<PathBuf>,
+    /// Overrides of `--compare`'s model configuration, as `--model-kwargs`.
+    #[arg(long, num_args = 1.., value_name = "KEY=VALUE", requires = "compare")]
+    pub other_model_kwargs: Vec<String>,
 }

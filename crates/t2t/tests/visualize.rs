@@ -322,7 +322,8 @@ fn fvit_additive_maps_are_the_pooling_weights() {
 fn compared_models_each_show_their_own_feature_maps() {
     let dir = tempfile::tempdir().unwrap();
     let (t2t, weights, image) = model_and_image(dir.path(), "t2t_vit_lite_cifar", &[]);
-    let (vit, other_weights, _) = model_and_image(dir.path(), "vit_cifar", &[]);
+    let other_kwargs = ["depth=4", "embed_dim=96", "num_heads=4"];
+    let (vit, other_weights, _) = model_and_image(dir.path(), "vit_cifar", &other_kwargs);
     let stored = visualize(
         dir.path(),
         &[
@@ -339,6 +340,10 @@ fn compared_models_each_show_their_own_feature_maps() {
             "--other-checkpoint",
             &other_weights,
             &image,
+            "--other-model-kwargs",
+            other_kwargs[0],
+            other_kwargs[1],
+            other_kwargs[2],
         ],
     );
     let ours = feature_maps_difference(&stored, "cat", &t2t, &stored["cat.input"], &[0, 3]);

@@ -399,8 +399,11 @@ pub fn run(args: VisualizeArgs) -> Result<ExitCode> {
                 kinds.contains(&VisualKind::Features),
                 "--compare puts feature maps side by side; add features to --kind"
             );
-            let spec =
-                resolve_image_model(name, &ModelOverrides::default()).context("--compare")?;
+            let overrides = ModelOverrides {
+                model_kwargs: args.other_model_kwargs.clone(),
+                ..ModelOverrides::default()
+            };
+            let spec = resolve_image_model(name, &overrides).context("--compare")?;
             let (model, _) = load_model(
                 &spec,
                 checkpoint,
