@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{one_hot_batch, Quiet};
+use common::{one_hot_batch, uniform_stream, Quiet};
 
 use burn::tensor::Device;
 use t2t_data::derive_seed;
@@ -36,11 +36,9 @@ impl BatchSource for ChannelClasses {
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_> {
         Box::new((start..self.batches).map(move |index| {
-            let mut state = derive_seed(&[self.stream, epoch as u64, index as u64]);
-            let mut noise = || {
-                state = derive_seed(&[state]);
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            };
+            let mut uniform =
+                uniform_stream(derive_seed(&[self.stream, epoch as u64, index as u64]));
+            let mut noise = || uniform() - 0.5;
             let labels: Vec<usize> = (0..BATCH)
                 .map(|b| {
                     (derive_seed(&[self.stream, epoch as u64, index as u64, b as u64]) % 4) as usize

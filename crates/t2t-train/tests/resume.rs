@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{one_hot_batch, Quiet};
+use common::{one_hot_batch, uniform_stream, Quiet};
 
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
@@ -39,11 +39,8 @@ impl BatchSource for RandomBatches {
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<HostBatch, TrainError>> + '_> {
         Box::new((start..self.batches).map(move |index| {
-            let mut state = derive_seed(&[epoch as u64, index as u64]);
-            let mut next = || {
-                state = derive_seed(&[state]);
-                (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            };
+            let mut uniform = uniform_stream(derive_seed(&[epoch as u64, index as u64]));
+            let mut next = || uniform() * 2.0 - 1.0;
             let mut images: Vec<f32> = (0..BATCH * 3 * SIZE * SIZE).map(|_| next()).collect();
             if self.poison == Some((epoch, index)) {
                 images[0] = f32::NAN;

@@ -36,3 +36,12 @@ impl Observer for Quiet {
     fn epoch(&mut self, _: &EpochRow) {}
     fn message(&mut self, _: &str) {}
 }
+
+/// Uniform draws in [0, 1) from a stream that is a pure function of `seed`.
+pub fn uniform_stream(seed: u64) -> impl FnMut() -> f32 {
+    let mut state = seed;
+    move || {
+        state = t2t_data::derive_seed(&[state]);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
