@@ -5,7 +5,13 @@ softmax attention, exact GELU, LayerNorm eps 1e-5, 2 threads. Before timing it
 loads a golden fixture made with the official code and must reproduce its
 logits to 1e-5, so the baseline cannot be a weaker model than the official one.
 
-    bench/.venv/bin/python bench/pytorch_baseline.py --model t2t_vit_7 --batch-size 16 [--train] --json
+`--impl compile` runs the same module through torch.compile (inductor);
+`--impl onnxruntime` exports it with torch.onnx.export and runs the file in
+ONNX Runtime (every graph optimisation, 2 intra-op threads), after checking
+that ONNX Runtime reproduces PyTorch's logits. `t2t_vit_7_cifar` is the
+32x32 model of `pytorch_train.py` at depth 4.
+
+    bench/.venv/bin/python bench/pytorch_baseline.py --model t2t_vit_7 --batch-size 16 [--train] [--impl eager|compile|onnxruntime] --json
 """
 import argparse
 import json
@@ -14,11 +20,15 @@ import os
 import resource
 import statistics
 import time
+import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
+
+# Largest |logits difference| from the reference that a baseline may show.
+PARITY = 1e-5
 
 CONFIGS = {  # embed_dim, depth, heads, mlp_ratio, fixture
     "t2t_vit_7": (256, 7, 4, 2.0, "t2t_vit_7.safetensors"),
@@ -136,6 +146,9 @@ class T2TViT(nn.Module):
 
 
 def build(name, fixtures):
+    """The model, loaded from its fixture, and how far its logits are from the fixture's."""
+    if name == "t2t_vit_7_cifar":
+        return build_cifar(fixtures)
     embed_dim, depth, heads, mlp_ratio, fixture = CONFIGS[name]
     model = T2TViT(embed_dim, depth, heads, mlp_ratio)
     tensors = load_file(os.path.join(fixtures, "t2t", fixture))
@@ -144,27 +157,71 @@ def build(name, fixtures):
     model.eval()
     with torch.no_grad():
         diff = (model(tensors["__input"]) - tensors["__logits"]).abs().max().item()
-    if diff > 1e-5:
-        raise SystemExit(f"baseline does not reproduce {fixture}: max |logits diff| {diff:.3e} > 1e-5")
-    return model, diff
+    if diff > PARITY:
+        raise SystemExit(f"baseline does not reproduce {fixture}: max |logits diff| {diff:.3e} > {PARITY}")
+    return model, diff, tensors["__input"]
+
+
+def build_cifar(fixtures):
+    """T2T-ViT-7 at 32x32 and depth 4, as `bench/pytorch_train.py` trains it.
+    No fixture holds this shape: its modules are the ones that reproduce the
+    t2t_vit_7 fixture, checked first."""
+    from pytorch_train import T2TViTCifar
+
+    _, diff, _ = build("t2t_vit_7", fixtures)
+    return T2TViTCifar(depth=4), diff, None
+
+
+def onnx_session(name, model, images, reference_input, threads):
+    """ONNX Runtime on the model exported by `torch.onnx.export`, with every
+    graph optimisation; it must reproduce PyTorch's logits before it is timed."""
+    import onnxruntime as ort
+
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "onnx")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.onnx")
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    torch.onnx.export(model, (images,), path, input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}}, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    check = reference_input if reference_input is not None else images
+    with torch.no_grad():
+        expected = model(check)
+    diff = abs(session.run(None, {"images": check.numpy()})[0] - expected.numpy()).max()
+    if diff > PARITY:
+        raise SystemExit(f"ONNX Runtime does not reproduce PyTorch's {name}: max |logits diff| {diff:.3e} > {PARITY}")
+    return session, float(diff)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="t2t_vit_7", choices=sorted(CONFIGS))
+    parser.add_argument("--model", default="t2t_vit_7", choices=sorted(CONFIGS) + ["t2t_vit_7_cifar"])
+    parser.add_argument("--impl", default="eager", choices=["eager", "compile", "onnxruntime"],
+                        help="PyTorch eager, torch.compile (inductor) or ONNX Runtime on torch.onnx.export's file")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--train", action="store_true")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fixtures", default=os.environ.get("T2T_FIXTURES", "../shared/fixtures"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    if args.train and args.impl == "onnxruntime":
+        raise SystemExit("--impl onnxruntime times inference only")
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    model, parity = build(args.model, args.fixtures)
-    images = torch.randn(args.batch_size, 3, 224, 224)
-    labels = torch.arange(args.batch_size) % 1000
+    model, parity, reference_input = build(args.model, args.fixtures)
+    side, classes = (32, 10) if args.model == "t2t_vit_7_cifar" else (224, 1000)
+    images = torch.randn(args.batch_size, 3, side, side)
+    labels = torch.arange(args.batch_size) % classes
+    forward = torch.compile(model) if args.impl == "compile" else model
+    result_extra = {}
     if args.train:
         model.train()
         decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and n != "cls_token"]
@@ -173,15 +230,27 @@ def main():
 
         def step():
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(images), labels, label_smoothing=0.1).backward()
+            F.cross_entropy(forward(images), labels, label_smoothing=0.1).backward()
             optimizer.step()
+    elif args.impl == "onnxruntime":
+        model.eval()
+        session, onnx_parity = onnx_session(args.model, model, images, reference_input, args.threads)
+        result_extra["onnxruntime_max_abs_diff"] = onnx_parity
+        feed = {"images": images.numpy()}
+
+        def step():
+            session.run(None, feed)
     else:
+        model.eval()
+
         def step():
             with torch.no_grad():
-                model(images)
+                forward(images)
 
+    started = time.perf_counter()
     for _ in range(args.warmup):
         step()
+    warmup_s = time.perf_counter() - started
     times = []
     for _ in range(args.iters):
         start = time.perf_counter()
@@ -189,15 +258,17 @@ def main():
         times.append((time.perf_counter() - start) * 1e3)
     median = statistics.median(times)
     result = {
-        "model": args.model, "batch_size": args.batch_size, "mode": "train" if args.train else "inference",
+        "model": args.model, "impl": args.impl, "batch_size": args.batch_size,
+        "mode": "train" if args.train else "inference",
         "img_per_s": args.batch_size / (median / 1e3), "ms_per_batch": median, "times_ms": sorted(times),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "parity_max_abs_diff": parity,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "warmup_s": warmup_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "parity_max_abs_diff": parity, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        **result_extra,
     }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"pytorch {args.model} {result['mode']} batch {args.batch_size}: {median:.1f} ms/batch, "
+        print(f"{args.impl} {args.model} {result['mode']} batch {args.batch_size}: {median:.1f} ms/batch, "
               f"{result['img_per_s']:.2f} img/s, peak RSS {result['peak_rss_mb']:.0f} MB (parity {parity:.1e})")
 
 

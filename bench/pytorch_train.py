@@ -134,6 +134,29 @@ class T2TViTCifar(nn.Module):
         return self.head(self.norm(x)[:, 0])
 
 
+def official_state_dict(model):
+    """The state dict under the official T2T_ViT's key names."""
+    t2t_parts = ("attention1.", "attention2.", "project.")
+    return {("tokens_to_token." + k if k.startswith(t2t_parts) else k): v for k, v in model.state_dict().items()}
+
+
+def save_official_style(path, model, ema, args, metric):
+    """timm's CheckpointSaver layout, as the official training script writes it:
+    the raw weights under a DDP `module.` prefix, the EMA's without."""
+    torch.save(
+        {
+            "epoch": args.epochs - 1,
+            "arch": "t2t_vit_7_cifar",
+            "state_dict": {"module." + k: v for k, v in official_state_dict(model).items()},
+            "version": 2,
+            "args": args,
+            "state_dict_ema": official_state_dict(ema),
+            "metric": metric,
+        },
+        path,
+    )
+
+
 def lr_at(step, args, steps_per_epoch):
     """t2t's (timm's) schedule per step: linear warm-up, cosine over the whole run."""
     warmup = args.warmup_epochs * steps_per_epoch
@@ -173,6 +196,7 @@ def main():
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--save", help="write the final weights here as timm's CheckpointSaver does")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -223,6 +247,8 @@ def main():
         if not args.json:
             print(f"epoch {epoch + 1}: train loss {history[-1]['train_loss']:.4f} top-1 {raw:.2f} EMA {averaged:.2f} ({epoch_seconds[-1]:.1f} s)")
     best = max(max(h["top1"], h["ema_top1"]) for h in history)
+    if args.save:
+        save_official_style(args.save, model, ema, args, best)
     print(
         json.dumps(
             {

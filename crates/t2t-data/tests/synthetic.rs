@@ -65,3 +65,70 @@ fn stripe_classes_differ_in_local_structure_not_colour() {
         assert!((90.0..165.0).contains(&luma), "{mean_luma:?}");
     }
 }
+
+/// Squared differences along the two diagonals, `(↘, ↙)`: a grating along
+/// one diagonal changes little along it and much along the other.
+fn diagonal_energy(img: &Image) -> (f64, f64) {
+    let (mut down_right, mut down_left) = (0.0, 0.0);
+    for y in 0..img.height - 1 {
+        for x in 1..img.width - 1 {
+            let here = img.pixel(x, y).map(f64::from);
+            let right = img.pixel(x + 1, y + 1).map(f64::from);
+            let left = img.pixel(x - 1, y + 1).map(f64::from);
+            for c in 0..3 {
+                down_right += (right[c] - here[c]).powi(2);
+                down_left += (left[c] - here[c]).powi(2);
+            }
+        }
+    }
+    (down_right, down_left)
+}
+
+fn mirrored(img: &Image) -> Image {
+    let mut pixels = Vec::with_capacity(img.pixels.len());
+    for y in 0..img.height {
+        for x in (0..img.width).rev() {
+            pixels.extend(img.pixel(x, y));
+        }
+    }
+    Image::new(img.width, img.height, pixels)
+}
+
+/// Why the `builtin` preset does not flip: a horizontal flip turns a
+/// `diagonal` sample into an `antidiagonal` one and back.
+#[test]
+fn the_diagonal_classes_are_each_others_mirror_image() {
+    let data = Synthetic::new(Split::Train, 400, 32, 5);
+    let names = data.class_names();
+    let (diagonal, antidiagonal) = (2, 3);
+    assert_eq!(
+        (&*names[diagonal], &*names[antidiagonal]),
+        ("diagonal", "antidiagonal")
+    );
+    let leans = |img: &Image| {
+        let (down_right, down_left) = diagonal_energy(img);
+        if down_right > 1.5 * down_left {
+            Some(diagonal)
+        } else if down_left > 1.5 * down_right {
+            Some(antidiagonal)
+        } else {
+            None
+        }
+    };
+    let mut checked = 0;
+    for index in 0..400 {
+        let (img, label) = data.get(index).unwrap();
+        if label != diagonal && label != antidiagonal {
+            continue;
+        }
+        let other = diagonal + antidiagonal - label;
+        assert_eq!(leans(&img), Some(label), "sample {index}");
+        assert_eq!(
+            leans(&mirrored(&img)),
+            Some(other),
+            "mirrored sample {index}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 80);
+}

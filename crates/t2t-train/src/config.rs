@@ -198,8 +198,9 @@ pub fn preset(name: Preset, model: &str) -> Value {
     });
     let specific = match name {
         // The default run: a small T2T-ViT learns the built-in textures in minutes on 2 cores.
+        // No flips: a flipped `diagonal` texture is an `antidiagonal` one.
         Preset::Builtin => json!({
-            "dataset": "synthetic", "epochs": 10, "cooldown_epochs": 0, "warmup_epochs": 1,
+            "dataset": "synthetic", "epochs": 10, "cooldown_epochs": 0, "warmup_epochs": 1, "hflip": 0.0,
             "synthetic_train_size": 3072, "synthetic_val_size": 512,
             "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64, "train_transform": "pad_crop",
             "aa": "", "reprob": 0.0, "smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0,
@@ -709,6 +710,15 @@ mod tests {
         assert_eq!((c.lr, c.weight_decay), (5e-4, 0.065));
         let c = TrainConfig::resolve(Preset::Imagenet, "t2t_vit_7", None, json!({})).unwrap();
         assert_eq!((c.lr, c.weight_decay), (1e-3, 0.03));
+    }
+
+    #[test]
+    fn the_builtin_preset_keeps_mirror_image_classes_apart() {
+        let c =
+            TrainConfig::resolve(Preset::Builtin, "t2t_vit_lite_cifar", None, json!({})).unwrap();
+        assert_eq!(c.hflip, 0.0);
+        let c = TrainConfig::resolve(Preset::Cifar, "t2t_vit_7_cifar", None, json!({})).unwrap();
+        assert_eq!(c.hflip, 0.5);
     }
 
     #[test]

@@ -26,6 +26,10 @@ fn keep_freed_memory() {
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = cli::Cli::parse();
+    if let Err(message) = t2t_models::kernels::simd::SimdLimit::from_env() {
+        print_error(&anyhow::anyhow!(message));
+        return ExitCode::from(2);
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {

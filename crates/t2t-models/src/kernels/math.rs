@@ -1,12 +1,13 @@
 //! Element-wise functions for the kernels' inner loops. They are branch-free
 //! so that loops over slices vectorise, and `vectorised` compiles such a loop
-//! for the widest instruction set the CPU has (AVX-512, AVX2+FMA or SSE2).
+//! for the widest instruction set the CPU has (AVX-512, AVX2+FMA or SSE2),
+//! or the one `T2T_SIMD` allows (see [`super::simd`]).
 
 /// Runs `body` compiled for the best instruction set available at run time;
 /// the loops inside it must be `#[inline(always)]` all the way down.
 #[inline(always)]
 pub(crate) fn vectorised<R>(body: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(body)
+    super::simd::arch().dispatch(body)
 }
 
 /// Σ aᵢ·bᵢ over sixteen running sums, so that the loop vectorises (a single

@@ -10,6 +10,7 @@ mod math;
 mod matrix;
 mod norm_linear;
 mod performer;
+pub mod simd;
 mod soft_split;
 
 pub use attention::qkv_attention;

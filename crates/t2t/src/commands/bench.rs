@@ -4,6 +4,7 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Distribution, Tensor};
 use serde_json::json;
+use t2t_models::kernels::simd;
 use t2t_train::grads::Gradients;
 use t2t_train::loss::{smoothed_targets, soft_target_cross_entropy};
 use t2t_train::optim::{AdamWConfig, Optimizer, OptimizerConfig};
@@ -64,14 +65,18 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         print_json(&json!({
             "model": spec.name, "img_size": size, "batch_size": args.batch_size, "mode": mode,
             "img_per_s": img_per_s, "ms_per_batch": median, "times_ms": times_ms, "peak_rss_mb": peak_rss_mb,
+            "simd": {"kernels": simd::kernel_instruction_set(), "matrix_products": simd::matrix_instruction_set()},
         }));
     } else {
         println!(
-            "{} {mode} {size}px batch {}: {median:.1} ms/batch (median of {}), {img_per_s:.2} img/s, peak RSS {}",
+            "{} {mode} {size}px batch {}: {median:.1} ms/batch (median of {}), {img_per_s:.2} img/s, peak RSS {} \
+             (kernels {}, matrix products {})",
             spec.name,
             args.batch_size,
             args.iters,
             peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0} MB")),
+            simd::kernel_instruction_set(),
+            simd::matrix_instruction_set(),
         );
     }
     Ok(ExitCode::SUCCESS)
