@@ -208,18 +208,24 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: the model and batch on the first GPU (eager or compile)")
     parser.add_argument("--fixtures", default=os.environ.get("T2T_FIXTURES", "../shared/fixtures"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.train and args.impl == "onnxruntime":
         raise SystemExit("--impl onnxruntime times inference only")
+    if args.device == "cuda" and args.impl == "onnxruntime":
+        raise SystemExit("--impl onnxruntime runs on the CPU only")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     model, parity, reference_input = build(args.model, args.fixtures)
     side, classes = (32, 10) if args.model == "t2t_vit_7_cifar" else (224, 1000)
-    images = torch.randn(args.batch_size, 3, side, side)
-    labels = torch.arange(args.batch_size) % classes
+    device = torch.device(args.device)
+    model = model.to(device)
+    images = torch.randn(args.batch_size, 3, side, side).to(device)
+    labels = (torch.arange(args.batch_size) % classes).to(device)
     forward = torch.compile(model) if args.impl == "compile" else model
     result_extra = {}
     if args.train:
@@ -247,6 +253,14 @@ def main():
             with torch.no_grad():
                 forward(images)
 
+    if args.device == "cuda":
+        # A GPU runs asynchronously: every timed step waits for its own work.
+        run_step = step
+
+        def step():
+            run_step()
+            torch.cuda.synchronize()
+
     started = time.perf_counter()
     for _ in range(args.warmup):
         step()
@@ -263,6 +277,8 @@ def main():
         "img_per_s": args.batch_size / (median / 1e3), "ms_per_batch": median, "times_ms": sorted(times),
         "warmup_s": warmup_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parity_max_abs_diff": parity, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "device_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else None,
         **result_extra,
     }
     if args.json:

@@ -18,6 +18,9 @@ pub enum ModelError {
     WeightsMismatch { path: String, problems: Vec<String> },
     #[error("cannot export to ONNX: {0}")]
     Export(String),
+    /// The device asked for cannot be opened.
+    #[error("{0}")]
+    Device(String),
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {

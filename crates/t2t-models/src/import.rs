@@ -420,7 +420,7 @@ mod tests {
             .unwrap()
             .config;
         config.apply_kwargs(&["depth=1", "num_classes=10"]).unwrap();
-        let model = config.init(&burn::tensor::Device::default()).unwrap();
+        let model = config.init(&crate::device::for_tests()).unwrap();
         let weights = state_dict(&model);
         (model, weights)
     }

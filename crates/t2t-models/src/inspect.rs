@@ -198,14 +198,14 @@ impl Rollout {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::Distribution;
 
     use super::*;
     use crate::registry;
 
     #[test]
     fn materialised_probabilities_give_the_fused_attention_output() {
-        let device = Device::default();
+        let device = crate::device::for_tests();
         let mut config = registry::find("vit_cifar").unwrap().config;
         config.apply_kwargs(&["depth=2", "embed_dim=192"]).unwrap();
         let Model::Vit(model) = config.init(&device).unwrap() else {

@@ -6,6 +6,7 @@
 //! (see [`weights`]).
 
 pub mod complexity;
+pub mod device;
 pub mod error;
 pub mod import;
 pub mod inspect;

@@ -486,7 +486,8 @@ at 5 per element. 'macs_no_attn_matmul' counts Linear/conv layers only (timm tab
 
 /// Counts the parameters and MACs of a configuration.
 pub fn report(name: &str, config: &ModelConfig) -> Result<Report, ModelError> {
-    let device = burn::tensor::Device::default().autodiff();
+    // Counting needs no computation: the CPU backend, whatever the build.
+    let device = burn::tensor::Device::flex().autodiff();
     let model = config.init(&device)?;
     let params = param_counts(&model);
     let stages: Vec<StageReport> = model

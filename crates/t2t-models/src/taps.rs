@@ -54,7 +54,8 @@ impl Taps {
 
     pub fn record<const D: usize>(&mut self, name: &str, tensor: &Tensor<D>) {
         if self.wants(name) {
-            self.recorded.push((name.to_string(), tensor.to_data()));
+            self.recorded
+                .push((name.to_string(), owned(tensor.to_data())));
         }
     }
 
@@ -62,4 +63,14 @@ impl Taps {
     pub fn into_recorded(self) -> Vec<(String, TensorData)> {
         self.recorded
     }
+}
+
+/// `data` in memory of its own. On the wgpu backend the data that
+/// `to_data` and `into_data` return can share memory with the runtime's
+/// staging buffers: kept while more work runs on the device, it can come to
+/// hold another tensor's values. Data kept for later goes through here.
+pub fn owned(data: TensorData) -> TensorData {
+    let shape = data.shape().clone();
+    let values: Vec<f32> = data.try_to_vec().expect("activations are f32");
+    TensorData::new(values, shape)
 }

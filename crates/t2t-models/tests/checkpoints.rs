@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use t2t_models::import::{import_weights, WeightsChoice};
 use t2t_models::parity::max_abs_diff;
 use t2t_models::registry;
@@ -24,7 +24,7 @@ fn tiny_model() -> Model {
     config
         .apply_kwargs(&["embed_dim=64", "depth=1", "num_heads=2", "mlp_ratio=2.0"])
         .unwrap();
-    config.init(&Device::default()).unwrap()
+    config.init(&t2t_models::device::for_tests()).unwrap()
 }
 
 /// Logits of the weights in `file` on the reference input.
@@ -36,7 +36,7 @@ fn logits(file: &str, no_ema: bool) -> (Vec<f32>, String) {
     )
     .unwrap();
     let model = load_state_dict(tiny_model(), &imported.dict, file).unwrap();
-    let input: Tensor<4> = expected.tensors["__input"].to_tensor(&Device::default());
+    let input: Tensor<4> = expected.tensors["__input"].to_tensor(&t2t_models::device::for_tests());
     let out = HostTensor::from_data(model.forward(input).into_data());
     (out.values, imported.key)
 }

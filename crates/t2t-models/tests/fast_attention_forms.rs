@@ -25,7 +25,7 @@ fn outputs_match(a: &FastAttention, b: &FastAttention, x: Tensor<3>) -> f64 {
 
 #[test]
 fn value_projection_equal_to_the_query_is_the_official_form() {
-    let device = Device::default();
+    let device = t2t_models::device::for_tests();
     let official = FastAttentionConfig::default().init(DIM, HEADS, &device);
     let mut paper = FastAttentionConfig {
         value_proj: true,
@@ -53,7 +53,7 @@ fn value_projection_equal_to_the_query_is_the_official_form() {
 
 #[test]
 fn per_head_scores_equal_a_block_diagonal_dense_layer() {
-    let device = Device::default();
+    let device = t2t_models::device::for_tests();
     let head_dim = DIM / HEADS;
     let per_head = |seed: f64| {
         Tensor::<2>::random(

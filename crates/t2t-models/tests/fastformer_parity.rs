@@ -3,7 +3,7 @@
 //! a padding mask.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use t2t_models::layers::{FastAttentionConfig, FastformerLayer};
 use t2t_models::parity::max_abs_diff;
 use t2t_models::weights::{load_state_dict, read_safetensors, HostTensor, StateDict};
@@ -32,7 +32,7 @@ fn check<M: Module>(
     forward: impl Fn(&M, Tensor<3>, Option<Tensor<3>>) -> Tensor<3>,
 ) {
     let Some(dict) = reference(file) else { return };
-    let device = Device::default();
+    let device = t2t_models::device::for_tests();
     let module = load_state_dict(module, &dict, file).unwrap();
     let input: Tensor<3> = dict.tensors["__input"].to_tensor(&device);
     let mask: Tensor<3> = dict.tensors["__ext_mask"].to_tensor(&device);
@@ -56,7 +56,7 @@ fn fast_self_attention() {
         "fastformer_self_attn_h64_heads4_n17_stress.safetensors",
         "fastformer_self_attn_h64_heads4_n17_init.safetensors",
     ] {
-        let module = FastAttentionConfig::default().init(64, 4, &Device::default());
+        let module = FastAttentionConfig::default().init(64, 4, &t2t_models::device::for_tests());
         check(file, module, |m, x, mask| m.forward_masked(x, mask));
     }
 }
@@ -67,7 +67,7 @@ fn fastformer_layer() {
         "fastformer_layer_h64_heads4_n17_stress.safetensors",
         "fastformer_layer_h64_heads4_n17_init.safetensors",
     ] {
-        let module = FastformerLayer::new(64, 4, 256, &Device::default());
+        let module = FastformerLayer::new(64, 4, 256, &t2t_models::device::for_tests());
         check(file, module, |m, x, mask| m.forward(x, mask));
     }
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
 use t2t_models::registry::{self, ModelConfig};
 use t2t_models::weights::{read_safetensors, state_dict};
 
@@ -81,7 +80,9 @@ fn config_of(build: &str) -> ModelConfig {
 #[test]
 fn the_module_tree_has_the_official_names_and_shapes() {
     for golden in golden_lists() {
-        let model = config_of(&golden.build).init(&Device::default()).unwrap();
+        let model = config_of(&golden.build)
+            .init(&t2t_models::device::for_tests())
+            .unwrap();
         let ours: KeyTree = state_dict(&model)
             .tensors
             .into_iter()

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::Device;
 use serde_json::Value;
 use t2t_models::parity::{compare, merge_weights};
 use t2t_models::registry::{self, ModelConfig};
@@ -46,8 +45,11 @@ fn check(file: &str, atol_all: f64, atol_logits: f64) {
     };
     let config = config_of(&reference);
 
-    let counted =
-        t2t_models::complexity::param_counts(&config.init(&Device::default().autodiff()).unwrap());
+    let counted = t2t_models::complexity::param_counts(
+        &config
+            .init(&t2t_models::device::for_tests().autodiff())
+            .unwrap(),
+    );
     assert_eq!(
         counted.all as u64,
         meta["params_all"].as_u64().unwrap(),
@@ -59,7 +61,7 @@ fn check(file: &str, atol_all: f64, atol_logits: f64) {
         "params_trainable"
     );
 
-    let model = config.init(&Device::default()).unwrap();
+    let model = config.init(&t2t_models::device::for_tests()).unwrap();
     let model = load_state_dict(model, &merge_weights(&weights, &reference), file).unwrap();
     let comparisons = compare(&model, &config, &reference, file).unwrap();
     embeddings::check_embeddings(&model, &reference, file, atol_all);

@@ -1,6 +1,5 @@
 //! Parity with timm 0.3.4's `VisionTransformer` on `$T2T_FIXTURES/vit`.
 
-use burn::tensor::Device;
 use serde_json::Value;
 use t2t_models::parity::compare;
 use t2t_models::weights::{load_state_dict, read_safetensors};
@@ -23,8 +22,12 @@ fn check(file: &str) {
     let mut config = common::timm_vit_defaults();
     config.apply_kwargs(&kwargs).unwrap();
 
-    let model =
-        load_state_dict(config.init(&Device::default()).unwrap(), &reference, file).unwrap();
+    let model = load_state_dict(
+        config.init(&t2t_models::device::for_tests()).unwrap(),
+        &reference,
+        file,
+    )
+    .unwrap();
     let counted = t2t_models::complexity::param_counts(&model);
     assert_eq!(counted.all as u64, meta["params"].as_u64().unwrap());
 

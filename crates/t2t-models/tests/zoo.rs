@@ -1,7 +1,7 @@
 //! Every registered T2T-ViT has the official parameter counts, and MACs
 //! within 1% of fvcore's counts on the official code (REFERENCE.md §1.1).
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use t2t_models::registry;
 use t2t_models::registry::report;
 use t2t_models::Taps;
@@ -98,8 +98,8 @@ fn image_sizes_must_tile_the_soft_splits() {
         .to_string();
     assert!(err.contains("200") && err.contains("16"), "{err}");
     let cifar = registry::find("t2t_vit_7_cifar").unwrap().config;
-    let model = cifar.init(&Device::default()).unwrap();
-    let images = Tensor::<4>::zeros([2, 3, 32, 32], &Device::default());
+    let model = cifar.init(&t2t_models::device::for_tests()).unwrap();
+    let images = Tensor::<4>::zeros([2, 3, 32, 32], &t2t_models::device::for_tests());
     let mut taps = Taps::on();
     let logits = model.forward_tapped(images, &mut taps);
     assert_eq!(logits.dims(), [2, 10]);

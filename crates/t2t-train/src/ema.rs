@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn warmup_decay_rises_to_the_configured_decay() {
-        let device = burn::tensor::Device::default();
+        let device = t2t_models::device::for_tests();
         let model = t2t_models::registry::find("t2t_vit_lite_cifar")
             .unwrap()
             .config

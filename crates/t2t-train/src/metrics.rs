@@ -106,7 +106,7 @@ impl EpochRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     #[test]
     fn top_k_counts_strictly_better_classes() {
@@ -119,7 +119,7 @@ mod tests {
                 ],
                 [3, 6],
             ),
-            &Device::default(),
+            &t2t_models::device::for_tests(),
         );
         let mut acc = EvalAccumulator::default();
         acc.add(2.0, logits, &[0, 0, 2]);

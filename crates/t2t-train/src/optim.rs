@@ -234,12 +234,12 @@ impl KeyedMapper for Update<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     fn tensor(values: &[f32]) -> Tensor<1> {
         Tensor::from_data(
             TensorData::new(values.to_vec(), [values.len()]),
-            &Device::default(),
+            &t2t_models::device::for_tests(),
         )
     }
 

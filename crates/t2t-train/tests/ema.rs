@@ -5,7 +5,6 @@ mod common;
 
 use common::{one_hot_batch, uniform_stream, Quiet};
 
-use burn::tensor::Device;
 use t2t_data::derive_seed;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, state_dict};
@@ -63,9 +62,9 @@ fn short_run(warmup: bool) -> EpochRow {
     config
         .apply_kwargs(&["embed_dim=64", "depth=1", "num_heads=2", "num_classes=4"])
         .unwrap();
-    let device = Device::default().autodiff();
+    let device = t2t_models::device::for_tests().autodiff();
     device.seed(7);
-    let initial = state_dict(&config.init(&Device::default()).unwrap());
+    let initial = state_dict(&config.init(&t2t_models::device::for_tests()).unwrap());
     let model = load_state_dict(config.init(&device).unwrap(), &initial, "initial").unwrap();
     let recipe = Recipe {
         epochs: 3,

@@ -9,7 +9,6 @@ use common::{one_hot_batch, uniform_stream, Quiet};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use burn::tensor::Device;
 use t2t_data::derive_seed;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, read_safetensors, state_dict, StateDict};
@@ -89,10 +88,12 @@ fn new_trainer(output: &Path, options: RunOptions) -> Trainer {
                 "drop_path_rate=0.1",
             ])
             .unwrap();
-        let weights = state_dict(&config.init(&Device::default()).unwrap());
+        let weights = state_dict(&config.init(&t2t_models::device::for_tests()).unwrap());
         (config, weights)
     });
-    let model = config.init(&Device::default().autodiff()).unwrap();
+    let model = config
+        .init(&t2t_models::device::for_tests().autodiff())
+        .unwrap();
     let model = load_state_dict(model, weights, "initial weights").unwrap();
     Trainer::new(
         model,
@@ -137,8 +138,12 @@ fn resumed_run_matches_the_uninterrupted_one() {
         .run(&data, Some(&data), &mut Quiet)
         .unwrap();
     assert!(matches!(outcome, Outcome::Stopped { step: 2 }));
-    let mut resumed =
-        Trainer::resume(&split, &Device::default().autodiff(), RunOptions::default()).unwrap();
+    let mut resumed = Trainer::resume(
+        &split,
+        &t2t_models::device::for_tests().autodiff(),
+        RunOptions::default(),
+    )
+    .unwrap();
     assert_eq!((resumed.state.epoch, resumed.state.next_batch), (0, 4));
     resumed.run(&data, Some(&data), &mut Quiet).unwrap();
 
@@ -193,8 +198,12 @@ fn non_finite_loss_stops_and_keeps_the_checkpoint() {
         batches: 6,
         poison: Some((1, 2)),
     };
-    let mut resumed =
-        Trainer::resume(&dir, &Device::default().autodiff(), RunOptions::default()).unwrap();
+    let mut resumed = Trainer::resume(
+        &dir,
+        &t2t_models::device::for_tests().autodiff(),
+        RunOptions::default(),
+    )
+    .unwrap();
     let err = resumed.run(&poisoned, None, &mut Quiet).unwrap_err();
     assert!(
         matches!(

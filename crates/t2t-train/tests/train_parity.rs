@@ -51,7 +51,10 @@ fn stored_gradients(model: &Model, reference: &StateDict) -> Gradients {
                 let n = g.values.len();
                 self.1.insert(
                     key.to_string(),
-                    Tensor::from_data(TensorData::new(g.values, [n]), &Device::default()),
+                    Tensor::from_data(
+                        TensorData::new(g.values, [n]),
+                        &t2t_models::device::for_tests(),
+                    ),
                 );
             }
         }
@@ -85,7 +88,7 @@ fn check(file: &str, weights_file: &str) {
     let Some(path) = fixture(file) else { return };
     let reference = read_safetensors(&path).unwrap();
     let weights = read_safetensors(&fixture(weights_file).unwrap()).unwrap();
-    let device = Device::default().autodiff();
+    let device = t2t_models::device::for_tests().autodiff();
     let model = model_for(&reference, &weights, &device);
 
     let input: Tensor<4> = reference.tensors["__input"].to_tensor(&device);

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use t2t_models::device::Target;
 use t2t_models::registry::ModelConfig;
 use t2t_models::ModelError;
 use t2t_train::config::{DatasetKind, OptimizerKind, Preset, TrainTransformKind};
@@ -61,6 +62,33 @@ pub struct ModelFlagArgs {
     pub model: String,
     #[command(flatten)]
     pub overrides: ModelOverrides,
+}
+
+/// Where a command runs.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DeviceArgs {
+    /// cpu, or gpu: the first Vulkan adapter, through burn's wgpu backend
+    /// (a build with `--features t2t/gpu`).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// The CPU backend with the fused kernels.
+    #[default]
+    Cpu,
+    /// The first Vulkan adapter.
+    Gpu,
+}
+
+impl DeviceArgs {
+    pub fn target(&self) -> Target {
+        match self.device {
+            DeviceChoice::Cpu => Target::Cpu,
+            DeviceChoice::Gpu => Target::Gpu,
+        }
+    }
 }
 
 /// Changes to a model's evaluation transform.
@@ -134,6 +162,8 @@ pub struct VerifyArgs {
     /// Use the raw weights of a checkpoint that also holds EMA weights.
     #[arg(long)]
     pub no_ema: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -153,6 +183,8 @@ pub struct BenchArgs {
     /// Timed runs; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -181,6 +213,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip)]
     pub json: bool,
+    /// Where to train; a run may resume on another device.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub device: DeviceArgs,
 
     /// Model to train (see `t2t models`); the preset's when left out.
     #[arg(long)]
@@ -439,6 +475,8 @@ pub struct ValidateArgs {
     pub synthetic_size: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -459,6 +497,8 @@ pub struct ExportArgs {
     /// Use the raw weights of a checkpoint that also holds EMA weights.
     #[arg(long)]
     pub no_ema: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -495,6 +535,8 @@ pub struct ImageRunArgs {
     pub images: Vec<String>,
     #[arg(long)]
     pub no_ema: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[command(flatten)]
     pub transform: EvalTransformArgs,
 }

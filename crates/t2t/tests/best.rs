@@ -2,28 +2,12 @@
 //! closing JSON reports that result, and `t2t validate` of the run
 //! directory reproduces it.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn t2t(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_t2t"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "t2t {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn last_json(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.lines().last().expect("some output")).unwrap()
-}
+use support::{last_json, t2t_ok as t2t, validate_builtin_run, TINY_LITE_KWARGS};
 
 /// `summary.csv` as (raw top-1, EMA top-1) per epoch.
 fn summary_top1(run: &Path) -> Vec<(f64, f64)> {
@@ -40,30 +24,10 @@ fn summary_top1(run: &Path) -> Vec<(f64, f64)> {
         .collect()
 }
 
-const MODEL_KWARGS: [&str; 4] = ["--model-kwargs", "embed_dim=64", "depth=1", "num_heads=2"];
-
 fn validate(run: &str, weights_flag: Option<&str>) -> f64 {
-    let mut args = vec![
-        "validate",
-        "--model",
-        "t2t_vit_lite_cifar",
-        "--checkpoint",
-        run,
-        "--dataset",
-        "synthetic",
-        "--split",
-        "test",
-        "--synthetic-size",
-        "64",
-        // The batches of the run's own evaluation, so that every logit is
-        // computed the same way.
-        "-b",
-        "32",
-        "--json",
-    ];
-    args.extend(MODEL_KWARGS);
-    args.extend(weights_flag);
-    last_json(&t2t(&args))["top1"].as_f64().unwrap()
+    let mut extra = TINY_LITE_KWARGS.to_vec();
+    extra.extend(weights_flag);
+    validate_builtin_run(run, &extra)["top1"].as_f64().unwrap()
 }
 
 #[test]
@@ -87,7 +51,7 @@ fn best_keeps_the_better_of_raw_and_ema_and_validate_reproduces_it() {
         run_arg,
         "--json",
     ];
-    args.extend(MODEL_KWARGS);
+    args.extend(TINY_LITE_KWARGS);
     let report = last_json(&t2t(&args));
 
     // The best epoch and weights, recomputed from summary.csv: the first
@@ -144,7 +108,7 @@ fn model_kwargs_win_over_the_presets_drop_path() {
         "-o",
         run.to_str().unwrap(),
     ];
-    args.extend(MODEL_KWARGS);
+    args.extend(TINY_LITE_KWARGS);
     args.push("drop_path_rate=0.3");
     t2t(&args);
     let config = checkpoint_model_config(&run).to_string();

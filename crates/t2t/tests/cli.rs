@@ -1,5 +1,7 @@
 //! The `t2t` binary as a user runs it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -197,23 +199,7 @@ fn train_then_validate_reproduces_the_reported_result_and_resume_finishes_the_ru
         3
     );
 
-    let args = [
-        "validate",
-        "--model",
-        "t2t_vit_lite_cifar",
-        "--checkpoint",
-        out,
-        "--dataset",
-        "synthetic",
-        "--split",
-        "test",
-        "--synthetic-size",
-        "64",
-        "--json",
-    ];
-    let validated = t2t(&args);
-    assert!(validated.status.success(), "{}", stderr(&validated));
-    let best = last_json(&validated);
+    let best = support::validate_builtin_run(out, &[]);
     assert_eq!(best["top1"], report["top1"]);
     assert_eq!(best["top5"], report["top5"]);
     assert_eq!(best["images"], 64);
@@ -287,7 +273,7 @@ fn convert_imports_checkpoints_and_refuses_bad_ones() {
 #[test]
 fn predict_gives_the_top5_of_the_logits_path() {
     use burn::tensor::activation::softmax;
-    use burn::tensor::{Device, Tensor, TensorData};
+    use burn::tensor::{Tensor, TensorData};
     use t2t_data::transforms::{normalize, EvalTransform, Filter};
 
     let Some(checkpoint) = fixture("checkpoints", "official_style.pth.tar") else {
@@ -338,7 +324,7 @@ fn predict_gives_the_top5_of_the_logits_path() {
     )
     .unwrap();
     let model = t2t_models::weights::load_state_dict(
-        config.init(&Device::default()).unwrap(),
+        config.init(&t2t_models::device::for_tests()).unwrap(),
         &imported.dict,
         "ema",
     )
@@ -358,7 +344,7 @@ fn predict_gives_the_top5_of_the_logits_path() {
         );
         let input = Tensor::<4>::from_data(
             TensorData::new(pixels, [1, 3, 224, 224]),
-            &Device::default(),
+            &t2t_models::device::for_tests(),
         );
         let probs: Vec<f32> = softmax(model.forward(input), 1)
             .into_data()

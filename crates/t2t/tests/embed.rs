@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use t2t_data::decode_file;
 use t2t_data::transforms::{normalize, EvalTransform, Filter};
 use t2t_models::registry::{self, ModelSpec};
@@ -27,7 +27,7 @@ const ATOL: f64 = 1e-4;
 fn checkpoint(dir: &Path, name: &str, kwargs: &[&str]) -> (ModelSpec, Model, PathBuf) {
     let mut spec = registry::find(name).unwrap();
     spec.config.apply_kwargs(kwargs).unwrap();
-    let model = spec.config.init(&Device::default()).unwrap();
+    let model = spec.config.init(&t2t_models::device::for_tests()).unwrap();
     let mut weights = state_dict(&model);
     for (key, offset) in [
         ("norm.weight", 1.0),
@@ -76,7 +76,7 @@ fn prepared(spec: &ModelSpec, file: &Path) -> Tensor<4> {
     );
     Tensor::from_data(
         TensorData::new(pixels, [1, 3, size, size]),
-        &Device::default(),
+        &t2t_models::device::for_tests(),
     )
 }
 

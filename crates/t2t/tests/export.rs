@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use serde_json::Value;
 use t2t_models::import::{adapt_for_finetuning, import_weights, WeightsChoice};
 use t2t_models::registry;
@@ -80,7 +80,7 @@ fn check(model: &str, kwargs: &[&str], weights: &Path, opset: i64, tolerance: f6
     let mut spec = registry::find(model).unwrap();
     spec.config.apply_kwargs(kwargs).unwrap();
     let imported = import_weights(weights, WeightsChoice::Preferred).unwrap();
-    let device = Device::default();
+    let device = t2t_models::device::for_tests();
     let net = spec.config.init(&device).unwrap();
     let mut dict = imported.dict;
     // At another image size T2T-ViT's sinusoid table is regenerated, as the export does.
@@ -231,7 +231,7 @@ fn vit_cifar_stressed_at_the_newest_opset() {
 fn random_weights(dir: &Path, model: &str, kwargs: &[&str]) -> PathBuf {
     let mut spec = registry::find(model).unwrap();
     spec.config.apply_kwargs(kwargs).unwrap();
-    let net = spec.config.init(&Device::default()).unwrap();
+    let net = spec.config.init(&t2t_models::device::for_tests()).unwrap();
     let path = dir.join("random.safetensors");
     write_safetensors(&path, &state_dict(&net)).unwrap();
     path

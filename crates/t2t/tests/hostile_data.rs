@@ -8,7 +8,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
 use serde_json::Value;
 use support::{run_t2t, Run};
 use t2t_models::registry;
@@ -25,7 +24,7 @@ fn tiny_weights(dir: &Path) -> PathBuf {
     let path = dir.join("tiny.safetensors");
     write_safetensors(
         &path,
-        &state_dict(&config.init(&Device::default()).unwrap()),
+        &state_dict(&config.init(&t2t_models::device::for_tests()).unwrap()),
     )
     .unwrap();
     path

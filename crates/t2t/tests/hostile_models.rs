@@ -6,7 +6,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
 use support::{run_t2t, Run};
 use t2t_models::registry::{self, ModelConfig};
 use t2t_models::weights::{state_dict, write_safetensors, HostTensor, StateDict};
@@ -44,7 +43,7 @@ fn reference_file(
     input_shape: &[usize],
     tweak: impl FnOnce(&mut StateDict),
 ) -> PathBuf {
-    let device = Device::default();
+    let device = t2t_models::device::for_tests();
     let model = tiny_config().init(&device).unwrap();
     let mut dict = state_dict(&model);
     let input = pattern(input_shape);
@@ -274,7 +273,11 @@ fn large_real_images_still_fit() {
 }
 
 fn tiny_checkpoint(dir: &Path, tweak: impl FnOnce(&mut StateDict)) -> PathBuf {
-    let mut dict = state_dict(&tiny_config().init(&Device::default()).unwrap());
+    let mut dict = state_dict(
+        &tiny_config()
+            .init(&t2t_models::device::for_tests())
+            .unwrap(),
+    );
     tweak(&mut dict);
     let path = dir.join("tiny.safetensors");
     write_safetensors(&path, &dict).unwrap();
@@ -403,4 +406,17 @@ fn unknown_or_unparsable_model_kwargs_are_refused_naming_them() {
     let run = |kwarg: &str| run_t2t(&["info", MODEL, "--model-kwargs", kwarg], dir.path());
     run("drop_path=0.1").assert_refused("unknown key 'drop_path' (known: attn_drop_rate");
     run("depth=abc").assert_refused("depth: cannot use 'abc'");
+}
+
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn a_gpu_asked_of_a_build_without_one_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        &["bench", "--model", MODEL, "--device", "gpu"][..],
+        &["train", "--device", "gpu", "--epochs", "1", "-o", "run"][..],
+    ] {
+        run_t2t(command, dir.path()).assert_refused("built without the gpu feature");
+    }
+    assert!(!dir.path().join("run").exists(), "nothing is written");
 }

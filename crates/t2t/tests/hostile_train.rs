@@ -108,7 +108,7 @@ fn evaluating_nothing_is_an_error_not_a_score() {
         .assert_refused("the evaluation split \"test\" holds no image");
 
     let spec = t2t_models::registry::find("t2t_vit_lite_cifar").unwrap();
-    let model = spec.config.init(&burn::tensor::Device::default()).unwrap();
+    let model = spec.config.init(&t2t_models::device::for_tests()).unwrap();
     let weights = dir.path().join("weights.safetensors");
     t2t_models::weights::write_safetensors(&weights, &t2t_models::weights::state_dict(&model))
         .unwrap();

@@ -8,7 +8,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::tensor::Device;
 use t2t_models::inspect::AttentionWeights;
 use t2t_models::registry;
 use t2t_models::weights::{read_safetensors, state_dict, write_safetensors, HostTensor};
@@ -24,7 +23,7 @@ fn probabilities(model: &Model, input: &HostTensor) -> Vec<Vec<Vec<Vec<f64>>>> {
     let mut blocks = Vec::new();
     model
         .forward_attention(
-            input.to_tensor(&Device::default()),
+            input.to_tensor(&t2t_models::device::for_tests()),
             &mut Taps::off(),
             &mut |_, weights| {
                 let AttentionWeights::Softmax(p) = weights else {
@@ -108,7 +107,7 @@ fn feature_maps_difference(
     layers: &[usize],
 ) -> f64 {
     let embedded = model
-        .embed(input.to_tensor(&Device::default()), layers)
+        .embed(input.to_tensor(&t2t_models::device::for_tests()), layers)
         .unwrap();
     let mut difference = 0.0f64;
     for (key, tokens) in embedded.iter().filter(|(k, _)| k.starts_with("blocks.")) {
@@ -131,7 +130,7 @@ fn feature_maps_difference(
 fn model_and_image(dir: &Path, name: &str, kwargs: &[&str]) -> (Model, String, String) {
     let mut spec = registry::find(name).unwrap();
     spec.config.apply_kwargs(kwargs).unwrap();
-    let model = spec.config.init(&Device::default()).unwrap();
+    let model = spec.config.init(&t2t_models::device::for_tests()).unwrap();
     let weights = dir.join(format!("{name}.safetensors"));
     write_safetensors(&weights, &state_dict(&model)).unwrap();
     let image = dir.join("cat.png");
@@ -284,7 +283,7 @@ fn fvit_additive_maps_are_the_pooling_weights() {
     let mut pooling = Vec::new();
     model
         .forward_attention(
-            stored["cat.input"].to_tensor(&Device::default()),
+            stored["cat.input"].to_tensor(&t2t_models::device::for_tests()),
             &mut Taps::off(),
             &mut |_, weights| {
                 let AttentionWeights::Additive(weights) = weights else {
@@ -361,7 +360,7 @@ fn bad_input_is_refused_naming_the_flag_or_file() {
     config
         .apply_kwargs(&["depth=2", "embed_dim=64", "num_heads=4"])
         .unwrap();
-    let model = config.init(&Device::default()).unwrap();
+    let model = config.init(&t2t_models::device::for_tests()).unwrap();
     let weights = dir.path().join("w.safetensors");
     write_safetensors(&weights, &state_dict(&model)).unwrap();
     let image = dir.path().join("a.png");

@@ -10,7 +10,7 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::tensor::{activation, Tensor};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::math::{erf, exp, vectorised};
@@ -110,17 +110,26 @@ impl<B: Backend + GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {
 }
 
 /// Exact GELU, `0.5·x·(1 + erf(x/√2))`: the fast kernel on the CPU backend,
-/// burn's own operation elsewhere.
+/// plain operations elsewhere.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !on_flex(x.device()) {
-        return activation::gelu(x);
+        return plain_gelu(x);
     }
     Tensor::from_dispatch(<Dispatch as GeluOps>::fast_gelu(x.into_dispatch()))
+}
+
+/// Exact GELU in plain operations, whose gradient autodiff derives from
+/// erf's. burn's own `gelu` is not used here: the GPU backends differentiate
+/// it as the tanh approximation (burn-backend's default `gelu_backward`),
+/// which puts gradients off by up to 1e-3 of their size.
+fn plain_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    (x.clone() / std::f32::consts::SQRT_2).erf().add_scalar(1.0) * x * 0.5
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::activation;
     use burn::tensor::Device;
     use burn::tensor::Distribution;
 
@@ -144,5 +153,36 @@ mod tests {
         let (a, b) = (x.grad(&grad_ours).unwrap(), x.grad(&grad_plain).unwrap());
         let diff = (a - b).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-6, "gradient differs by {diff}");
+    }
+
+    /// The fallback of other backends, against the kernel and against the
+    /// closed-form derivative Φ(x) + x·φ(x).
+    #[test]
+    fn the_plain_fallback_has_the_exact_gradient() {
+        let device = Device::flex().autodiff();
+        let x =
+            Tensor::<2>::random([16, 129], Distribution::Normal(0.0, 3.0), &device).require_grad();
+        let fallback = plain_gelu(x.clone());
+        let diff = (fallback.clone() - gelu(x.clone()))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(diff < 5e-7, "forward differs by {diff}");
+
+        let grads = fallback.sum().backward();
+        let gradient: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+        let inputs: Vec<f32> = x.into_data().try_to_vec().unwrap();
+        let normal = |v: f64| (-v * v / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        for (&v, &g) in inputs.iter().zip(&gradient) {
+            let v = v as f64;
+            // Φ(v) by the midpoint rule on [-10, v]: no erf in std.
+            let steps = 20_000;
+            let width = (v + 10.0) / steps as f64;
+            let cdf: f64 = (0..steps)
+                .map(|i| normal(-10.0 + (i as f64 + 0.5) * width) * width)
+                .sum();
+            let exact = cdf + v * normal(v);
+            assert!((g as f64 - exact).abs() < 2e-6, "at {v}: {g} vs {exact}");
+        }
     }
 }

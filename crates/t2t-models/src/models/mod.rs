@@ -391,7 +391,6 @@ pub(crate) fn check_parameters(parameters: f64) -> Result<(), ModelError> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Device;
 
     use super::*;
     use crate::registry::{self, ModelConfig};
@@ -406,7 +405,7 @@ mod tests {
 
     #[test]
     fn keyed_training_noise_follows_the_sample_not_the_batch() {
-        let device = Device::default().autodiff();
+        let device = crate::device::for_tests().autodiff();
         for name in ["t2t_vit_lite_cifar", "vit_cifar"] {
             let mut config = registry::find(name).unwrap().config;
             config
@@ -436,7 +435,7 @@ mod tests {
 
     #[test]
     fn an_empty_batch_gives_empty_logits_without_running() {
-        let device = Device::default();
+        let device = crate::device::for_tests();
         for name in ["t2t_vit_lite_cifar", "vit_cifar"] {
             let model = registry::find(name).unwrap().config.init(&device).unwrap();
             let logits = model.forward(Tensor::zeros([0, 3, 32, 32], &device));

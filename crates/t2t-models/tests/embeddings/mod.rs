@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::Device;
 use t2t_models::parity::max_abs_diff;
 use t2t_models::weights::{HostTensor, StateDict};
 use t2t_models::Model;
@@ -11,7 +10,7 @@ use t2t_models::Model;
 /// `forward_features` (`__features`) and the class token of `features`, and
 /// `blocks.0` must be `__block0`, each within `atol`.
 pub fn check_embeddings(model: &Model, reference: &StateDict, file: &str, atol: f64) {
-    let input = reference.tensors["__input"].to_tensor(&Device::default());
+    let input = reference.tensors["__input"].to_tensor(&t2t_models::device::for_tests());
     let embedded: BTreeMap<String, HostTensor> =
         model.embed(input, &[0]).unwrap().into_iter().collect();
     let (features, pre_logits) = (&embedded["features"], &embedded["pre_logits"]);

@@ -23,7 +23,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             ..ModelOverrides::default()
         };
         let spec = resolve_model(model, &overrides)?;
-        load_state_dict(spec.config.init(&Device::default())?, &dict, &source)?;
+        load_state_dict(spec.config.init(&Device::flex())?, &dict, &source)?;
     }
     dict.metadata.insert("source".to_string(), source.clone());
     write_safetensors(&args.output, &dict)?;

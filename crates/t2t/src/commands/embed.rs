@@ -3,13 +3,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{ensure, Context, Result};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use serde_json::json;
 use t2t_models::weights::{
     safetensors_bytes, temp_file_beside, write_then_replace, HostTensor, StateDict,
 };
 
-use super::{image_batches, load_image_run_model, print_json, resolve_image_model};
+use super::{device_of, image_batches, load_image_run_model, print_json, resolve_image_model};
 use crate::cli::EmbedArgs;
 
 /// Embeds every image through the model's evaluation pipeline and writes the
@@ -39,7 +39,7 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
 
     let (files, loader) = image_batches(&spec, run, args.batch_size)?;
     let (model, source) = load_image_run_model(&spec, run)?;
-    let device = Device::default();
+    let device = device_of(&model);
     let size = spec.config.img_size();
 
     let mut stored: Vec<(String, HostTensor)> = Vec::new();

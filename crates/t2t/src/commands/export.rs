@@ -17,7 +17,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     onnx::check_exportable(&spec.config, args.opset)?;
     let imported = load_weights(&args.weights, WeightsChoice::from_flags(args.no_ema, false))?;
     let mut dict = imported.dict;
-    let model = spec.config.init(&Device::default())?;
+    let model = spec.config.init(&Device::flex())?;
     if let Model::T2tVit(m) = &model {
         // T2T-ViT's position table is a fixed sinusoid, never learned: at
         // another image size the model's own table is the exact one.

@@ -16,8 +16,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
+use burn::module::Module;
 use burn::tensor::Device;
 use t2t_data::{has_image_extension, ImageFiles, Loader, Unreadable};
+use t2t_models::device::{self, Placement};
 use t2t_models::import::{import_weights, Imported, WeightsChoice};
 use t2t_models::registry::{self, DataConfig, ModelSpec};
 use t2t_models::weights::load_state_dict;
@@ -25,7 +27,7 @@ use t2t_models::Model;
 use t2t_train::data::eval_loader_config;
 use t2t_train::distributed::{self, Collective};
 
-use crate::cli::{Cli, Command, EvalTransformArgs, ImageRunArgs, ModelOverrides};
+use crate::cli::{Cli, Command, DeviceArgs, EvalTransformArgs, ImageRunArgs, ModelOverrides};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -99,22 +101,43 @@ pub fn giga(n: u64) -> String {
     format!("{:.3}G", n as f64 / 1e9)
 }
 
-/// The model of `spec` on the default device with the weights of `path`
-/// (see [`load_weights`]), and where in the file they were found.
-pub fn load_model(spec: &ModelSpec, path: &Path, choice: WeightsChoice) -> Result<(Model, String)> {
+/// The model of `spec` on `device` with the weights of `path` (see
+/// [`load_weights`]), and where in the file they were found.
+pub fn load_model(
+    spec: &ModelSpec,
+    path: &Path,
+    choice: WeightsChoice,
+    device: &Device,
+) -> Result<(Model, String)> {
     let imported = load_weights(path, choice)?;
-    let model = spec.config.init(&Device::default())?;
+    let model = spec.config.init(device)?;
     let model = load_state_dict(model, &imported.dict, &imported.source)?;
     Ok((model, imported.source))
 }
 
-/// The model of `t2t predict` or `t2t embed`, with the weights its flags name.
+/// The model of an image command, with the weights and on the device its
+/// flags name.
 pub fn load_image_run_model(spec: &ModelSpec, run: &ImageRunArgs) -> Result<(Model, String)> {
     load_model(
         spec,
         &run.checkpoint,
         WeightsChoice::from_flags(run.no_ema, false),
+        &open_device(&run.device)?.device,
     )
+}
+
+/// The device that `--device` names (a GPU is opened once per process).
+pub fn open_device(args: &DeviceArgs) -> Result<Placement> {
+    Ok(device::open(args.target())?)
+}
+
+/// The device a model lives on.
+pub fn device_of(model: &Model) -> Device {
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("a model lives on a device")
 }
 
 /// Reads weights in any importable format, raw or EMA as `choice` says, and

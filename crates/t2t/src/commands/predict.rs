@@ -3,11 +3,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use serde_json::json;
 use t2t_models::registry::imagenet_class_names;
 
-use super::{image_batches, load_image_run_model, print_json, resolve_image_model};
+use super::{device_of, image_batches, load_image_run_model, print_json, resolve_image_model};
 use crate::cli::PredictArgs;
 
 /// Images per forward pass.
@@ -25,7 +25,7 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let names = class_names(args.class_map.as_deref(), classes)?;
     let (files, loader) = image_batches(&spec, run, CHUNK)?;
     let (model, _) = load_image_run_model(&spec, run)?;
-    let device = Device::default();
+    let device = device_of(&model);
     let size = spec.config.img_size();
 
     let mut predictions = Vec::new();

@@ -9,9 +9,10 @@ use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use t2t_data::Shard;
+use t2t_models::device::Placement;
 use t2t_models::import::{adapt_for_finetuning, WeightsChoice};
 use t2t_models::registry::{self, ModelSpec};
-use t2t_models::weights::load_state_dict;
+use t2t_models::weights::{load_state_dict, state_dict};
 use t2t_train::checkpoint::{self, run_dir};
 use t2t_train::config::{choice_name, DatasetKind, Preset, TrainConfig};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
@@ -20,7 +21,7 @@ use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::run_dir::{clear_run, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
 
-use super::{check_image_model, load_weights, print_json};
+use super::{check_image_model, load_weights, open_device, print_json};
 use crate::cli::{ModelOverrides, TrainArgs};
 
 /// Draws a progress bar per epoch and prints a line per finished epoch.
@@ -107,7 +108,8 @@ fn default_model(preset: Preset) -> &'static str {
 /// process 0 alone writes the run directory and talks to the user.
 pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     let leads = processes.leads();
-    let device = Device::default().autodiff();
+    let placement = open_device(&args.device)?;
+    let device = placement.device.clone().autodiff();
     // A stop requested for the first part of a run does not carry over to its resumption.
     let options = |config: &TrainConfig| RunOptions {
         recovery_interval: config.recovery_interval,
@@ -174,10 +176,12 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     if leads {
         warn_about_ema_horizon(&config, steps_per_epoch * trainer.state.total_epochs as u64);
         eprintln!(
-            "training {} ({:.2}M params) on {:?}: {} train / {} eval images, {} epochs, output {}",
+            "training {} ({:.2}M params) on {:?} with {} ({}): {} train / {} eval images, {} epochs, output {}",
             config.model,
             t2t_models::complexity::param_counts(&trainer.model).all as f64 / 1e6,
             config.dataset,
+            placement.backend,
+            placement.adapter,
             datasets.train.len(),
             val_len(&config),
             trainer.state.total_epochs,
@@ -219,7 +223,7 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
         .filter(|name| trainer.output.join(name).exists())
         .collect();
     if args.json {
-        print_json(&summary(&trainer, seconds, &outcome, &written));
+        print_json(&summary(&trainer, &placement, seconds, &outcome, &written));
     } else {
         eprintln!("{}", closing_line(&trainer, seconds, &written));
     }
@@ -293,7 +297,13 @@ fn batch_per_process(
 /// checkpoint holds, and what `t2t validate` of the run directory gives),
 /// the last epoch's raw and EMA evaluations, and each process's checksum
 /// of its final parameters (all equal: the processes trained one model).
-fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome, written: &[&str]) -> Value {
+fn summary(
+    trainer: &Trainer,
+    placement: &Placement,
+    seconds: f64,
+    outcome: &Outcome,
+    written: &[&str],
+) -> Value {
     let state = &trainer.state;
     let last = state.history.last();
     let metrics = |m: &EvalMetrics| json!({"top1": m.top1, "top5": m.top5, "loss": m.loss});
@@ -318,6 +328,8 @@ fn summary(trainer: &Trainer, seconds: f64, outcome: &Outcome, written: &[&str])
         "finished": matches!(outcome, Outcome::Finished),
         "processes": trainer.checksums.len(),
         "checksums": trainer.checksums.iter().map(|c| format!("{c:016x}")).collect::<Vec<_>>(),
+        "backend": placement.backend,
+        "adapter": placement.adapter,
     })
 }
 
@@ -585,10 +597,13 @@ fn start(
     options: RunOptions,
     leads: bool,
 ) -> Result<Trainer> {
-    // The initial weights come from the run's seed too.
-    device.seed(config.seed);
-    // Parameters initialise lazily: draw them all now, right after seeding.
-    let mut model = spec.config.init(device)?.materialize();
+    // The initial weights come from the run's seed, drawn by the CPU
+    // backend's generator whatever the device, so that a seed starts the
+    // same run everywhere. Parameters initialise lazily: draw them all now,
+    // right after seeding.
+    let cpu = Device::flex().autodiff();
+    cpu.seed(config.seed);
+    let mut model = spec.config.init(&cpu)?.materialize();
     if let Some(path) = &config.initial_checkpoint {
         let mut imported = load_weights(path, WeightsChoice::Preferred)?;
         for note in adapt_for_finetuning(&model, &mut imported.dict, &imported.source)? {
@@ -597,6 +612,13 @@ fn start(
             }
         }
         model = load_state_dict(model, &imported.dict, &imported.source)?;
+    }
+    if *device != cpu {
+        model = load_state_dict(
+            spec.config.init(device)?,
+            &state_dict(&model),
+            "the initial weights",
+        )?;
     }
     let trainer = Trainer::new(
         model,

@@ -10,17 +10,19 @@ use t2t_train::data::{eval_loader_config, open_split, LoaderSource};
 use t2t_train::distributed::Collective;
 use t2t_train::trainer::evaluate;
 
-use super::{eval_data_config, load_model, print_json, resolve_image_model};
+use super::{eval_data_config, load_model, open_device, print_json, resolve_image_model};
 use crate::cli::ValidateArgs;
 
 /// Evaluates a checkpoint; under `mpirun` each process evaluates its shard
 /// of every batch and process 0 reports the totals.
 pub fn run(args: ValidateArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     let spec = resolve_image_model(&args.model.model, &args.model.overrides)?;
+    let placement = open_device(&args.device)?;
     let (model, source) = load_model(
         &spec,
         &args.checkpoint,
         WeightsChoice::from_flags(args.no_ema, args.ema),
+        &placement.device,
     )?;
     let img_size = spec.config.img_size();
     let dataset = open_split(
@@ -56,6 +58,7 @@ pub fn run(args: ValidateArgs, processes: Rc<dyn Collective>) -> Result<ExitCode
         print_json(&json!({
             "top1": metrics.top1, "top5": metrics.top5, "loss": metrics.loss, "images": metrics.images,
             "unreadable": metrics.unreadable, "weights": source,
+            "backend": placement.backend, "adapter": placement.adapter,
         }));
     } else {
         let unreadable = match metrics.unreadable {

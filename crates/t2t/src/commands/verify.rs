@@ -2,7 +2,6 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{ensure, Result};
-use burn::tensor::Device;
 use serde_json::json;
 use t2t_models::import::WeightsChoice;
 use t2t_models::parity::{compare, merge_weights, Comparison};
@@ -10,7 +9,7 @@ use t2t_models::weights::{load_state_dict, read_safetensors, StateDict};
 
 use super::load_weights;
 
-use super::{print_json, resolve_model};
+use super::{open_device, print_json, resolve_model};
 use crate::cli::VerifyArgs;
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
@@ -28,8 +27,9 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         }
         None => weights.clone(),
     };
+    let placement = open_device(&args.device)?;
     let model = load_state_dict(
-        spec.config.init(&Device::default())?,
+        spec.config.init(&placement.device)?,
         &merge_weights(&weights, &reference),
         &source,
     )?;
@@ -45,7 +45,10 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
             .iter()
             .map(|c| (c.tensor.as_str(), c.max_abs_diff))
             .collect();
-        print_json(&json!({ "max_abs_diff": diffs, "atol": args.atol, "passed": passed }));
+        print_json(&json!({
+            "max_abs_diff": diffs, "atol": args.atol, "passed": passed,
+            "backend": placement.backend, "adapter": placement.adapter,
+        }));
     } else {
         for c in &comparisons {
             println!(

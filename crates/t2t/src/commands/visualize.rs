@@ -9,16 +9,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context, Result};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use t2t_data::{Batch, Image, Loader};
 use t2t_models::import::WeightsChoice;
 use t2t_models::inspect::{AttentionWeights, HeadFusion, Rollout};
 use t2t_models::registry::ModelSpec;
 use t2t_models::weights::{write_safetensors, HostTensor, StateDict};
-use t2t_models::{Model, Taps};
+use t2t_models::{taps, Model, Taps};
 
 use super::{
-    eval_data_config, image_batches, load_image_run_model, load_model, resolve_image_model,
+    device_of, eval_data_config, image_batches, load_image_run_model, load_model, open_device,
+    resolve_image_model,
 };
 use crate::cli::{HeadFusionArg, ImageRunArgs, ModelOverrides, VisualKind, VisualizeArgs};
 use draw::{overlay, photo, tiles, Figure, Grid, Panel};
@@ -145,7 +146,7 @@ impl Subject {
         let photo = self.photo(&input);
         let images = Tensor::<4>::from_data(
             TensorData::new(input.values.clone(), input.shape.clone()),
-            &Device::default(),
+            &device_of(&self.model),
         );
         let wants = |kind| request.kinds.contains(&kind);
         let t2t_maps = wants(VisualKind::Features) && matches!(self.model, Model::T2tVit(_));
@@ -174,7 +175,7 @@ impl Subject {
                         heads = per_head(row.into_data(), n - 1);
                     }
                     if let Some(rollout) = &mut rollout {
-                        rollout.push(request.fusion.fuse(probabilities).into_data());
+                        rollout.push(taps::owned(request.fusion.fuse(probabilities).into_data()));
                     }
                 }
                 AttentionWeights::Additive([alpha, beta]) if index == request.block => {
@@ -408,6 +409,7 @@ pub fn run(args: VisualizeArgs) -> Result<ExitCode> {
                 &spec,
                 checkpoint,
                 WeightsChoice::from_flags(run.no_ema, false),
+                &open_device(&run.device)?.device,
             )
             .context("--other-checkpoint")?;
             let other = Subject::new(&spec, model, run);

@@ -126,3 +126,53 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f64 {
         .map(|(x, y)| (*x as f64 - *y as f64).abs())
         .fold(0.0, f64::max)
 }
+
+/// Runs `t2t args` to completion, failing the test unless it succeeds.
+pub fn t2t_ok(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_t2t"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "t2t {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The JSON object on a run's last line of stdout.
+pub fn last_json(output: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().expect("some output")).unwrap()
+}
+
+/// A one-block `t2t_vit_lite_cifar`: a training run of a few steps takes
+/// moments.
+pub const TINY_LITE_KWARGS: [&str; 4] =
+    ["--model-kwargs", "embed_dim=64", "depth=1", "num_heads=2"];
+
+/// `t2t validate --json` of the `t2t_vit_lite_cifar` in `run` on 64
+/// built-in test images, in batches of 32 as a short run's own evaluation
+/// takes them (so that every logit is computed the same way); `extra`
+/// holds the model's kwargs and other flags.
+pub fn validate_builtin_run(run: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "validate",
+        "--model",
+        "t2t_vit_lite_cifar",
+        "--checkpoint",
+        run,
+        "--dataset",
+        "synthetic",
+        "--split",
+        "test",
+        "--synthetic-size",
+        "64",
+        "-b",
+        "32",
+        "--json",
+    ];
+    args.extend(extra);
+    last_json(&t2t_ok(&args))
+}
