@@ -65,9 +65,14 @@ for workload in "${workloads[@]}"; do
         line=$($t2t bench --model "$model" $kwargs --batch-size "$batch" $train_flag --iters $iters --json | tail -n 1)
         echo "$model $batch $mode t2t $line" >>"$results"
         for side in "${sides[@]}"; do
-            line=$(bench/.venv/bin/python bench/pytorch_baseline.py --model "$model" --impl "$side" \
-                --batch-size "$batch" $train_flag --iters $iters --warmup 3 --json | tail -n 1)
-            echo "$model $batch $mode $side $line" >>"$results"
+            # A side that fails is left out of the table ("–"), and says why on stderr.
+            if line=$(bench/.venv/bin/python bench/pytorch_baseline.py --model "$model" --impl "$side" \
+                --batch-size "$batch" $train_flag --iters $iters --warmup 3 --json | tail -n 1) &&
+                [ -n "$line" ]; then
+                echo "$model $batch $mode $side $line" >>"$results"
+            else
+                echo "round $round $model b$batch $mode: $side failed" >&2
+            fi
         done
         echo "round $round $model b$batch $mode done" >&2
     done
