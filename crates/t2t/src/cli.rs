@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use t2t_models::device::Target;
@@ -69,26 +70,13 @@ pub struct ModelFlagArgs {
 pub struct DeviceArgs {
     /// cpu, or gpu: the first Vulkan adapter, through burn's wgpu backend
     /// (a build with `--features t2t/gpu`).
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
-    pub device: DeviceChoice,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum DeviceChoice {
-    /// The CPU backend with the fused kernels.
-    #[default]
-    Cpu,
-    /// The first Vulkan adapter.
-    Gpu,
-}
-
-impl DeviceArgs {
-    pub fn target(&self) -> Target {
-        match self.device {
-            DeviceChoice::Cpu => Target::Cpu,
-            DeviceChoice::Gpu => Target::Gpu,
-        }
-    }
+    #[arg(
+        long,
+        default_value = "cpu",
+        value_parser = PossibleValuesParser::new(["cpu", "gpu"])
+            .map(|name| Target::parse(&name).expect("one of the listed names")),
+    )]
+    pub device: Target,
 }
 
 /// Changes to a model's evaluation transform.
@@ -497,8 +485,6 @@ pub struct ExportArgs {
     /// Use the raw weights of a checkpoint that also holds EMA weights.
     #[arg(long)]
     pub no_ema: bool,
-    #[command(flatten)]
-    pub device: DeviceArgs,
     #[arg(long)]
     pub json: bool,
 }

@@ -128,7 +128,7 @@ pub fn load_image_run_model(spec: &ModelSpec, run: &ImageRunArgs) -> Result<(Mod
 
 /// The device that `--device` names (a GPU is opened once per process).
 pub fn open_device(args: &DeviceArgs) -> Result<Placement> {
-    Ok(device::open(args.target())?)
+    Ok(device::open(args.device)?)
 }
 
 /// The device a model lives on.
