@@ -11,6 +11,7 @@ pub mod error;
 pub mod import;
 pub mod inspect;
 pub mod kernels;
+pub mod kwargs;
 pub mod layers;
 pub mod models;
 pub mod onnx;
@@ -20,6 +21,7 @@ pub mod taps;
 pub mod weights;
 
 pub use error::ModelError;
+pub use kwargs::ModelKwarg;
 pub use models::Model;
 pub use registry::{ModelConfig, ModelSpec};
 pub use taps::Taps;

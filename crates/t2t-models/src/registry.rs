@@ -2,11 +2,10 @@
 //! (input size, normalisation, eval crop) that belong to each, as in timm's
 //! `default_cfg`.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::complexity::param_counts;
+use crate::kwargs::ModelKwarg;
 use crate::layers::FastAttentionConfig;
 use crate::models::{Backbone, Mixer, Model, SplitSpec, T2tVitConfig, TokensType, VitConfig};
 use crate::ModelError;
@@ -133,128 +132,37 @@ impl ModelConfig {
         }
     }
 
-    /// Sets the input image side and the classes of the head, where given.
-    pub fn set_size(
-        &mut self,
-        img_size: Option<usize>,
-        num_classes: Option<usize>,
-    ) -> Result<(), ModelError> {
-        let (size, classes) = match self {
-            ModelConfig::T2tVit(c) => (&mut c.img_size, &mut c.num_classes),
-            ModelConfig::Vit(c) => (&mut c.img_size, &mut c.num_classes),
-        };
-        *size = img_size.unwrap_or(*size);
-        *classes = num_classes.unwrap_or(*classes);
-        self.validate()
-    }
-
-    /// Sets the dropout and stochastic-depth rates.
-    pub fn set_drop_rates(
-        &mut self,
-        drop_rate: f64,
-        drop_path_rate: f64,
-    ) -> Result<(), ModelError> {
-        let (drop, drop_path) = match self {
-            ModelConfig::T2tVit(c) => (&mut c.drop_rate, &mut c.drop_path_rate),
-            ModelConfig::Vit(c) => (&mut c.drop_rate, &mut c.drop_path_rate),
-        };
-        (*drop, *drop_path) = (drop_rate, drop_path_rate);
+    /// Applies `kwargs` in order (a later one wins), then checks the result.
+    pub fn apply(&mut self, kwargs: &[ModelKwarg]) -> Result<(), ModelError> {
+        for kwarg in kwargs {
+            kwarg.apply(self)?;
+        }
         self.validate()
     }
 
     /// Applies timm-style `key=value` overrides.
     pub fn apply_kwargs<S: AsRef<str>>(&mut self, kwargs: &[S]) -> Result<(), ModelError> {
-        for kwarg in kwargs {
-            let kwarg = kwarg.as_ref();
-            let (key, value) = kwarg
-                .split_once('=')
-                .ok_or_else(|| ModelError::BadKwarg(format!("'{kwarg}' is not key=value")))?;
-            match self {
-                ModelConfig::T2tVit(c) => apply_kwarg(c, key.trim(), value.trim())?,
-                ModelConfig::Vit(c) => apply_kwarg(c, key.trim(), value.trim())?,
-            }
+        let kwargs = kwargs
+            .iter()
+            .map(|kwarg| kwarg.as_ref().parse())
+            .collect::<Result<Vec<ModelKwarg>, _>>()?;
+        self.apply(&kwargs)
+    }
+
+    /// The family, as an error names it.
+    pub fn family_name(&self) -> &'static str {
+        match self {
+            ModelConfig::T2tVit(T2tVitConfig {
+                backbone: Backbone::Dense { .. },
+                ..
+            }) => "T2T-ViT, dense backbone",
+            ModelConfig::T2tVit(_) => "T2T-ViT",
+            ModelConfig::Vit(VitConfig {
+                mixer: Mixer::Additive(_),
+                ..
+            }) => "FViT",
+            ModelConfig::Vit(_) => "ViT",
         }
-        self.validate()
-    }
-}
-
-/// Sets one field of a configuration from a `key=value` string, through the
-/// configuration's serialised form: the key names a scalar field (top level,
-/// or inside a nested setting such as the FViT mixer), and the value is read
-/// as that field's type.
-fn apply_kwarg<C: Serialize + DeserializeOwned>(
-    config: &mut C,
-    key: &str,
-    value: &str,
-) -> Result<(), ModelError> {
-    let mut json = serde_json::to_value(&*config).expect("configurations serialise");
-    let known = scalar_keys(&json);
-    let Some(slot) = find_scalar(&mut json, key) else {
-        return Err(ModelError::BadKwarg(format!(
-            "unknown key '{key}' (known: {})",
-            known.join(", ")
-        )));
-    };
-    let bad = || ModelError::BadKwarg(format!("{key}: cannot use '{value}'"));
-    let text = value.trim_matches(['\'', '"']);
-    *slot = match slot {
-        Value::Bool(_) => Value::Bool(parse_bool(key, text)?),
-        Value::String(_) => Value::String(text.to_string()),
-        // Numbers, and optional numbers that are unset.
-        _ => serde_json::from_str::<serde_json::Number>(text)
-            .map(Value::Number)
-            .map_err(|_| bad())?,
-    };
-    *config = serde_json::from_value(json).map_err(|_| bad())?;
-    Ok(())
-}
-
-/// Fields that hold scalars, top level first, then inside nested objects
-/// (their `kind` tags excepted).
-fn scalar_keys(json: &Value) -> Vec<String> {
-    let Value::Object(map) = json else {
-        return Vec::new();
-    };
-    let is_scalar = |v: &Value| !(v.is_object() || v.is_array());
-    let mut keys: Vec<String> = map
-        .iter()
-        .filter(|(_, v)| is_scalar(v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for nested in map.values().filter_map(Value::as_object) {
-        keys.extend(
-            nested
-                .iter()
-                .filter(|(k, v)| *k != "kind" && is_scalar(v))
-                .map(|(k, _)| k.clone()),
-        );
-    }
-    keys
-}
-
-fn find_scalar<'a>(json: &'a mut Value, key: &str) -> Option<&'a mut Value> {
-    if !scalar_keys(json).iter().any(|k| k == key) {
-        return None;
-    }
-    let map = json.as_object_mut()?;
-    if map
-        .get(key)
-        .is_some_and(|v| !(v.is_object() || v.is_array()))
-    {
-        return map.get_mut(key);
-    }
-    map.values_mut()
-        .filter_map(Value::as_object_mut)
-        .find_map(|nested| nested.get_mut(key))
-}
-
-fn parse_bool(key: &str, value: &str) -> Result<bool, ModelError> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(ModelError::BadKwarg(format!(
-            "{key}: '{value}' is not true or false"
-        ))),
     }
 }
 

@@ -15,8 +15,9 @@ use t2t_models::import::{CheckpointFiles, WeightsKind, CHECKPOINT_STEM, PREFERRE
 use t2t_models::weights::{read_safetensors, state_dict, write_safetensors, StateDict};
 use t2t_models::{Model, ModelConfig};
 
+use crate::config::Recipe;
 use crate::metrics::{EpochRow, EvalMetrics};
-use crate::optim::{Optimizer, OptimizerConfig};
+use crate::optim::Optimizer;
 use crate::run_dir::is_temporary_of_run_file;
 use crate::schedule::CosineSchedule;
 use crate::TrainError;
@@ -26,19 +27,13 @@ use crate::TrainError;
 pub struct TrainState {
     pub model_name: String,
     pub model_config: ModelConfig,
-    pub seed: u64,
-    /// Epochs of the schedule including cooldown.
+    /// The run's recipe, as its `config.toml` gives it.
+    pub recipe: Recipe,
+    /// Epochs to train, cooldown included: the recipe's, unless a resumed
+    /// run was stretched (`--epochs`).
     pub total_epochs: usize,
+    /// The learning rate at every step, from the recipe and the epoch's size.
     pub schedule: CosineSchedule,
-    pub optim: OptimizerConfig,
-    pub grad_accum_steps: usize,
-    pub clip_grad: Option<f64>,
-    pub ema_decay: Option<f64>,
-    /// The EMA's decay warm-up (absent, and off, in runs made before it existed).
-    #[serde(default)]
-    pub ema_warmup: bool,
-    pub transfer_ratio: Option<f64>,
-    pub freeze: Vec<String>,
     /// The epoch in progress and the next batch of it to train on.
     pub epoch: usize,
     pub next_batch: usize,
@@ -238,7 +233,10 @@ pub fn load(path: &Path) -> Result<Loaded, TrainError> {
         .get("train_state")
         .and_then(|json| serde_json::from_str(json).ok())
         .ok_or_else(|| {
-            TrainError::Checkpoint(format!("{}: no readable train_state", state_file.display()))
+            TrainError::Checkpoint(format!(
+                "{}: no readable train_state (damaged, or written before checkpoints carried their run's recipe)",
+                state_file.display()
+            ))
         })?;
     let optimizer_steps = optimizer
         .metadata

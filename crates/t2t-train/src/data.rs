@@ -61,16 +61,16 @@ pub fn open_split(
 pub fn open_datasets(config: &TrainConfig, img_size: usize) -> Result<Datasets, TrainError> {
     let open = |split: &str, len: usize| {
         open_split(
-            config.dataset,
-            config.data_dir.as_deref(),
+            config.data.dataset,
+            config.data.data_dir.as_deref(),
             split,
-            config.class_map.as_deref(),
-            (len, img_size, config.seed),
+            config.data.class_map.as_deref(),
+            (len, img_size, config.recipe.seed),
         )
     };
     Ok(Datasets {
-        train: open(&config.train_split, config.synthetic_train_size)?,
-        val: open(&config.val_split, config.synthetic_val_size)?,
+        train: open(&config.data.train_split, config.data.synthetic_train_size)?,
+        val: open(&config.data.val_split, config.data.synthetic_val_size)?,
     })
 }
 
@@ -103,39 +103,39 @@ pub fn train_loader_config(
     img_size: usize,
     classes: usize,
 ) -> Result<LoaderConfig, TrainError> {
-    let mut loader = LoaderConfig::new(config.batch_size, img_size, classes);
-    loader.workers = config.workers;
-    loader.seed = config.seed;
+    let mut loader = LoaderConfig::new(config.recipe.batch_size, img_size, classes);
+    loader.workers = config.data.workers;
+    loader.seed = config.recipe.seed;
     loader.shuffle = true;
     loader.drop_last = true;
     loader.mean = data.mean.map(|m| m as f32);
     loader.std = data.std.map(|s| s as f32);
-    loader.smoothing = config.smoothing;
-    loader.mixup = (config.mixup > 0.0 || config.cutmix > 0.0).then_some(MixupConfig {
-        mixup_alpha: config.mixup,
-        cutmix_alpha: config.cutmix,
-        prob: config.mixup_prob,
-        switch_prob: config.mixup_switch_prob,
+    loader.smoothing = config.data.smoothing;
+    loader.mixup = (config.data.mixup > 0.0 || config.data.cutmix > 0.0).then_some(MixupConfig {
+        mixup_alpha: config.data.mixup,
+        cutmix_alpha: config.data.cutmix,
+        prob: config.data.mixup_prob,
+        switch_prob: config.data.mixup_switch_prob,
     });
-    loader.transform = match config.train_transform {
+    loader.transform = match config.data.train_transform {
         TrainTransformKind::PadCrop => Transform::CifarTrain {
-            pad: config.crop_pad,
-            flip: config.hflip > 0.0,
+            pad: config.data.crop_pad,
+            flip: config.data.hflip > 0.0,
         },
         TrainTransformKind::Rrc => {
-            let rand_augment = match config.aa.as_str() {
+            let rand_augment = match config.data.aa.as_str() {
                 "" => None,
                 spec => Some(RandAugment::parse(spec)?.with_mean(loader.mean)),
             };
             Transform::Train(TrainTransform {
-                scale: (config.scale[0], config.scale[1]),
-                ratio: (config.ratio[0], config.ratio[1]),
+                scale: (config.data.scale[0], config.data.scale[1]),
+                ratio: (config.data.ratio[0], config.data.ratio[1]),
                 interpolation: Interpolation::Random,
-                hflip: config.hflip,
+                hflip: config.data.hflip,
                 rand_augment,
-                color_jitter: (config.color_jitter > 0.0)
-                    .then(|| ColorJitter::uniform(config.color_jitter as f32)),
-                reprob: config.reprob,
+                color_jitter: (config.data.color_jitter > 0.0)
+                    .then(|| ColorJitter::uniform(config.data.color_jitter as f32)),
+                reprob: config.data.reprob,
             })
         }
     };

@@ -17,14 +17,14 @@ use t2t_models::weights::{load_state_dict, map_keyed, KeyedMapper};
 use t2t_models::{Model, ModelConfig};
 
 use crate::checkpoint::{self, Best, TrainState};
+use crate::config::Recipe;
 use crate::distributed::{broadcast_weights, check_in_step, Collective, SingleProcess};
 use crate::ema::ModelEma;
 use crate::grads::Gradients;
 use crate::loss::soft_target_cross_entropy;
 use crate::metrics::{EpochRow, EvalAccumulator, EvalMetrics};
-use crate::optim::{Optimizer, OptimizerConfig};
+use crate::optim::Optimizer;
 use crate::report;
-use crate::schedule::CosineSchedule;
 use crate::TrainError;
 
 /// A batch on the host: normalised images `[B, C, H, W]`, class labels and
@@ -88,50 +88,6 @@ pub trait Observer {
     fn message(&mut self, text: &str);
 }
 
-/// The recipe knobs the loop needs.
-#[derive(Clone, Debug)]
-pub struct Recipe {
-    pub epochs: usize,
-    pub cooldown_epochs: usize,
-    pub warmup_epochs: usize,
-    pub lr: f64,
-    pub min_lr: f64,
-    pub warmup_lr: f64,
-    pub optim: OptimizerConfig,
-    pub grad_accum_steps: usize,
-    pub clip_grad: Option<f64>,
-    pub model_ema_decay: Option<f64>,
-    /// Warm the EMA's decay up (see [`ModelEma`]).
-    pub model_ema_warmup: bool,
-    pub seed: u64,
-    /// Fine-tuning: the learning rate of everything but the head is scaled
-    /// by this (the official transfer script's `--transfer-ratio`).
-    pub transfer_ratio: Option<f64>,
-    /// Parameters whose keys start with one of these stay frozen.
-    pub freeze: Vec<String>,
-    /// Change the learning rate once an epoch instead of every step.
-    pub lr_per_epoch: bool,
-}
-
-impl Recipe {
-    /// The learning-rate schedule of an epoch of `batches_per_epoch` micro-batches.
-    pub fn schedule(&self, batches_per_epoch: usize) -> CosineSchedule {
-        let steps_per_epoch = batches_per_epoch.div_ceil(self.grad_accum_steps) as u64;
-        CosineSchedule {
-            lr: self.lr,
-            min_lr: self.min_lr,
-            warmup_lr: self.warmup_lr,
-            warmup_steps: self.warmup_epochs as u64 * steps_per_epoch,
-            cosine_steps: self.epochs as u64 * steps_per_epoch,
-            update_every: if self.lr_per_epoch {
-                steps_per_epoch
-            } else {
-                1
-            },
-        }
-    }
-}
-
 /// Options that do not change the result of a run.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -190,20 +146,18 @@ impl Trainer {
             .next()
             .expect("a model lives on a device");
         let ema = recipe
-            .model_ema_decay
+            .ema_decay()
             .map(|decay| ModelEma::new(&model, decay, recipe.model_ema_warmup));
         Self {
             model: set_stochastic(freeze(model, &recipe.freeze), true),
             ema,
-            optim: Optimizer::new(recipe.optim),
+            optim: Optimizer::new(recipe.optimizer()),
             state: TrainState {
                 model_name: model_name.to_string(),
                 model_config,
-                seed: recipe.seed,
-                total_epochs: recipe.epochs + recipe.cooldown_epochs,
+                recipe: recipe.clone(),
+                total_epochs: recipe.total_epochs(),
                 schedule,
-                optim: recipe.optim,
-                grad_accum_steps: recipe.grad_accum_steps.max(1),
                 epoch: 0,
                 next_batch: 0,
                 step: 0,
@@ -212,11 +166,6 @@ impl Trainer {
                 history: Vec::new(),
                 best: None,
                 world_size: 1,
-                clip_grad: recipe.clip_grad,
-                ema_decay: recipe.model_ema_decay,
-                ema_warmup: recipe.model_ema_warmup,
-                transfer_ratio: recipe.transfer_ratio,
-                freeze: recipe.freeze.clone(),
             },
             output: output.to_path_buf(),
             device,
@@ -248,7 +197,7 @@ impl Trainer {
         let state = loaded.state;
         let source = path.display().to_string();
         let model = load_state_dict(state.model_config.init(device)?, &loaded.weights, &source)?;
-        let ema = match (&loaded.ema, state.ema_decay) {
+        let ema = match (&loaded.ema, state.recipe.ema_decay()) {
             (Some(weights), Some(decay)) => Some(ModelEma {
                 model: load_state_dict(
                     state.model_config.init(&device.clone().inner())?,
@@ -256,11 +205,11 @@ impl Trainer {
                     &source,
                 )?,
                 decay,
-                warmup: state.ema_warmup,
+                warmup: state.recipe.model_ema_warmup,
             }),
             _ => None,
         };
-        let mut optim = Optimizer::new(state.optim);
+        let mut optim = Optimizer::new(state.recipe.optimizer());
         optim.load_state(
             loaded.optimizer_steps,
             &loaded.moments,
@@ -268,7 +217,7 @@ impl Trainer {
         );
         let output = checkpoint::run_dir(path);
         Ok(Self {
-            model: set_stochastic(freeze(model, &state.freeze), true),
+            model: set_stochastic(freeze(model, &state.recipe.freeze), true),
             ema,
             optim,
             state,
@@ -319,7 +268,7 @@ impl Trainer {
         batches: usize,
         observer: &mut dyn Observer,
     ) -> Result<bool, TrainError> {
-        let accum = self.state.grad_accum_steps;
+        let accum = self.state.recipe.grad_accum_steps;
         let mut iterator = train.epoch(self.state.epoch, self.state.next_batch);
         while self.state.next_batch < batches {
             let group = accum.min(batches - self.state.next_batch);
@@ -355,10 +304,10 @@ impl Trainer {
                 });
             }
             let lr = self.state.schedule.lr_at(self.state.step);
-            if let Some(max_norm) = self.state.clip_grad {
+            if let Some(max_norm) = self.state.recipe.clip_grad {
                 grads.clip_global_norm(max_norm);
             }
-            let ratio = self.state.transfer_ratio;
+            let ratio = self.state.recipe.transfer_ratio;
             let lr_scale = |key: &str| match ratio {
                 Some(ratio) if !key.starts_with("head.") => ratio,
                 _ => 1.0,
@@ -414,7 +363,7 @@ impl Trainer {
         let keys = (0..batch.shape[0])
             .map(|i| {
                 let position = (batch.first_position + i) as u64;
-                derive_seed(&[self.state.seed, self.state.epoch as u64, position])
+                derive_seed(&[self.state.recipe.seed, self.state.epoch as u64, position])
             })
             .collect();
         let logits = with_sample_keys(keys, || self.model.forward(batch.images(&self.device)));

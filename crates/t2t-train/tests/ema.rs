@@ -8,9 +8,9 @@ use common::{one_hot_batch, uniform_stream, Quiet};
 use t2t_data::derive_seed;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, state_dict};
+use t2t_train::config::{preset, Preset, Recipe};
 use t2t_train::metrics::EpochRow;
-use t2t_train::optim::{AdamWConfig, OptimizerConfig};
-use t2t_train::trainer::{BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
+use t2t_train::trainer::{BatchSource, HostBatch, Outcome, RunOptions, Trainer};
 use t2t_train::TrainError;
 
 const CLASSES: usize = 4;
@@ -73,15 +73,20 @@ fn short_run(warmup: bool) -> EpochRow {
         lr: 2e-3,
         min_lr: 1e-4,
         warmup_lr: 2e-3,
-        optim: OptimizerConfig::AdamW(AdamWConfig::default()),
         transfer_ratio: None,
         freeze: Vec::new(),
         lr_per_epoch: false,
         grad_accum_steps: 1,
         clip_grad: None,
-        model_ema_decay: Some(0.9998),
+        model_ema: true,
+        model_ema_decay: 0.9998,
         model_ema_warmup: warmup,
         seed: 42,
+        // AdamW with timm's defaults.
+        ..preset(Preset::Cifar, "t2t_vit_7_cifar")
+            .recipe
+            .resolve()
+            .unwrap()
     };
     let output = tempfile::tempdir().unwrap();
     let train = ChannelClasses {

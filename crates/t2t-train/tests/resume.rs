@@ -13,8 +13,8 @@ use t2t_data::derive_seed;
 use t2t_models::registry;
 use t2t_models::weights::{load_state_dict, read_safetensors, state_dict, StateDict};
 use t2t_models::ModelConfig;
-use t2t_train::optim::{AdamWConfig, OptimizerConfig};
-use t2t_train::trainer::{BatchSource, HostBatch, Outcome, Recipe, RunOptions, Trainer};
+use t2t_train::config::{preset, Preset, Recipe};
+use t2t_train::trainer::{BatchSource, HostBatch, Outcome, RunOptions, Trainer};
 use t2t_train::TrainError;
 
 const CLASSES: usize = 4;
@@ -58,15 +58,20 @@ fn recipe() -> Recipe {
         lr: 1e-3,
         min_lr: 1e-5,
         warmup_lr: 1e-6,
-        optim: OptimizerConfig::AdamW(AdamWConfig::default()),
         transfer_ratio: None,
         freeze: Vec::new(),
         lr_per_epoch: false,
         grad_accum_steps: 2,
         clip_grad: Some(1.0),
-        model_ema_decay: Some(0.9),
+        model_ema: true,
+        model_ema_decay: 0.9,
         model_ema_warmup: true,
         seed: 42,
+        // AdamW with timm's defaults.
+        ..preset(Preset::Cifar, "t2t_vit_7_cifar")
+            .recipe
+            .resolve()
+            .unwrap()
     }
 }
 

@@ -2,11 +2,10 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
 use t2t_models::device::Target;
 use t2t_models::registry::ModelConfig;
-use t2t_models::ModelError;
-use t2t_train::config::{DatasetKind, OptimizerKind, Preset, TrainTransformKind};
+use t2t_models::{ModelError, ModelKwarg};
+use t2t_train::config::{DatasetKind, TrainLayer};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -103,15 +102,21 @@ pub struct ModelOverrides {
     pub num_classes: Option<usize>,
     /// Overrides of the model configuration, e.g. `depth=2 embed_dim=384`.
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
-    pub model_kwargs: Vec<String>,
+    pub model_kwargs: Vec<ModelKwarg>,
 }
 
 impl ModelOverrides {
     /// `--model-kwargs` (the model's own settings, by name), then the
     /// image side and the classes, whose flags win.
     pub fn apply(&self, config: &mut ModelConfig) -> Result<(), ModelError> {
-        config.apply_kwargs(&self.model_kwargs)?;
-        config.set_size(self.img_size, self.num_classes)
+        let sizes = [
+            self.img_size.map(ModelKwarg::ImgSize),
+            self.num_classes.map(ModelKwarg::NumClasses),
+        ];
+        let kwargs: Vec<ModelKwarg> = (self.model_kwargs.iter().copied())
+            .chain(sizes.into_iter().flatten())
+            .collect();
+        config.apply(&kwargs)
     }
 }
 
@@ -179,255 +184,26 @@ pub struct BenchArgs {
 
 /// `t2t train`. Every setting left out comes from the config file (`-c`),
 /// else from the preset; timm's flag names.
-#[derive(Args, Debug, Serialize)]
+#[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Recipe preset (builtin without data, cifar for CIFAR, imagenet for a folder).
-    #[arg(long, value_enum, conflicts_with = "resume")]
-    #[serde(skip)]
-    pub preset: Option<Preset>,
     /// Config file (TOML or YAML) with settings under these flags' names.
     #[arg(short = 'c', long = "config", conflicts_with = "resume")]
-    #[serde(skip)]
     pub config_file: Option<PathBuf>,
     /// Continue a run from its directory or checkpoint, exactly where it stopped.
     #[arg(long)]
-    #[serde(skip)]
     pub resume: Option<PathBuf>,
     /// Replace the run already in the output directory (its files are removed first).
     #[arg(long, conflicts_with = "resume")]
-    #[serde(skip)]
     pub overwrite: bool,
     /// Print the result as one JSON line on stdout.
     #[arg(long)]
-    #[serde(skip)]
     pub json: bool,
     /// Where to train; a run may resume on another device.
     #[command(flatten)]
-    #[serde(skip)]
     pub device: DeviceArgs,
-
-    /// Model to train (see `t2t models`); the preset's when left out.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Model settings, e.g. depth=4 drop_path_rate=0.2 (they win over --drop and --drop-path).
-    #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_kwargs: Option<Vec<String>>,
-    /// Input image side; the model's default when left out.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub img_size: Option<usize>,
-    /// Classes of the head; the dataset's when left out.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub num_classes: Option<usize>,
-    /// Start from these weights (any importable format).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub initial_checkpoint: Option<PathBuf>,
-    /// The dataset (its layout under --data-dir).
-    #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dataset: Option<DatasetKind>,
-    /// Dataset root (CIFAR binary folder, or an ImageFolder with train/ and val/).
-    #[arg(long, visible_alias = "data")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<PathBuf>,
-    /// Split (ImageFolder subfolder) to train on.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub train_split: Option<String>,
-    /// Split (ImageFolder subfolder) to evaluate on after every epoch.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub val_split: Option<String>,
-    /// File with one class name per line: the label order of an ImageFolder.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class_map: Option<PathBuf>,
-    /// Images in the built-in dataset's train split.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub synthetic_train_size: Option<usize>,
-    /// Images in the built-in dataset's test split.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub synthetic_val_size: Option<usize>,
-    /// Epochs of the cosine schedule (cooldown epochs come after).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub epochs: Option<usize>,
-    /// Epochs at --min-lr after the schedule.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cooldown_epochs: Option<usize>,
-    /// Epochs of linear warm-up from --warmup-lr (a preset's is capped at a fifth of the run).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warmup_epochs: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr: Option<f64>,
-    /// Learning rate at the end of the cosine and during cooldown.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_lr: Option<f64>,
-    /// Learning rate the warm-up starts from.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warmup_lr: Option<f64>,
-    /// Decoupled weight decay (not on biases, 1-D parameters or cls_token).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight_decay: Option<f64>,
-    /// AdamW epsilon.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub opt_eps: Option<f64>,
-    /// AdamW betas.
-    #[arg(long, num_args = 2)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub opt_betas: Option<Vec<f64>>,
-    /// Clip the global gradient norm (torch's clip_grad_norm_).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub clip_grad: Option<f64>,
-    /// Images per batch of this process: a step takes batch × processes × --grad-accum-steps images.
-    #[arg(short = 'b', long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<usize>,
-    /// Batches whose gradients are summed into one optimizer step.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grad_accum_steps: Option<usize>,
-    /// The optimizer.
-    #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub opt: Option<OptimizerKind>,
-    /// SGD momentum.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub momentum: Option<f64>,
-    /// Fine-tuning: learning rate of all but the head = lr x ratio.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub transfer_ratio: Option<f64>,
-    /// Keep parameters whose names start with these prefixes frozen.
-    #[arg(long, num_args = 1..)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub freeze: Option<Vec<String>>,
-    /// Change the learning rate once an epoch instead of every step.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr_per_epoch: Option<bool>,
-    /// The training augmentation.
-    #[arg(long, value_enum)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub train_transform: Option<TrainTransformKind>,
-    /// Zero padding of the pad_crop transform.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub crop_pad: Option<usize>,
-    /// Normalisation mean per channel; the model's when left out.
-    #[arg(long, num_args = 3)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mean: Option<Vec<f64>>,
-    /// Normalisation standard deviation per channel; the model's when left out.
-    #[arg(long, num_args = 3)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub std: Option<Vec<f64>>,
-    /// RandomResizedCrop area range (rrc).
-    #[arg(long, num_args = 2)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scale: Option<Vec<f64>>,
-    /// RandomResizedCrop aspect-ratio range (rrc).
-    #[arg(long, num_args = 2)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio: Option<Vec<f64>>,
-    /// Probability of a horizontal flip (0.5 in every preset); 0 for images
-    /// that are not mirror-symmetric (digits, text, some medical images).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hflip: Option<f64>,
-    /// RandAugment spec, e.g. rand-m9-mstd0.5-inc1 ("" for none).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aa: Option<String>,
-    /// Colour jitter strength (rrc without RandAugment; 0 for none).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub color_jitter: Option<f64>,
-    /// Random-erasing probability (rrc).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reprob: Option<f64>,
-    /// Label smoothing.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub smoothing: Option<f64>,
-    /// Mixup alpha (0 for none).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mixup: Option<f64>,
-    /// CutMix alpha (0 for none).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cutmix: Option<f64>,
-    /// Probability that a batch is mixed at all.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mixup_prob: Option<f64>,
-    /// Probability of CutMix rather than mixup when both are on.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mixup_switch_prob: Option<f64>,
-    /// Evaluation centre-crop fraction: resize to img_size / crop_pct, then crop; the model's when left out.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub crop_pct: Option<f64>,
-    /// Dropout rate of the model (drop_rate).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drop: Option<f64>,
-    /// Stochastic-depth rate of the model (drop_path_rate).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drop_path: Option<f64>,
-    /// Keep and evaluate an exponential moving average of the weights.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_ema: Option<bool>,
-    /// EMA decay per optimizer step.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_ema_decay: Option<f64>,
-    /// Ramp the EMA decay up as min(decay, (1 + t) / (10 + t)) at step t, so
-    /// that short runs get a meaningful average (on in every preset).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_ema_warmup: Option<bool>,
-    /// Seed of the initial weights, the data order, augmentation and dropout.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// Data-loading threads.
-    #[arg(short = 'j', long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<usize>,
-    /// Run directory (checkpoints, logs, summary.csv, curves.png).
-    #[arg(short = 'o', long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<PathBuf>,
-    /// Save the `last` checkpoint every N optimizer steps too.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recovery_interval: Option<u64>,
-    /// End the run after N optimizer steps in all, leaving a resumable checkpoint.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stop_after_steps: Option<u64>,
+    /// The run's settings; each one left out comes from the config file, else the preset.
+    #[command(flatten)]
+    pub settings: TrainLayer,
 }
 
 #[derive(Args, Debug)]
@@ -502,7 +278,7 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub model: Option<String>,
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE", requires = "model")]
-    pub model_kwargs: Vec<String>,
+    pub model_kwargs: Vec<ModelKwarg>,
     #[arg(long)]
     pub json: bool,
 }
@@ -618,5 +394,5 @@ pub struct VisualizeArgs {
     pub other_checkpoint: Option<PathBuf>,
     /// Overrides of `--compare`'s model configuration, as `--model-kwargs`.
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE", requires = "compare")]
-    pub other_model_kwargs: Vec<String>,
+    pub other_model_kwargs: Vec<ModelKwarg>,
 }

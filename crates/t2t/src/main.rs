@@ -25,7 +25,14 @@ fn keep_freed_memory() {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            eprintln!("error: {}", one_line(&clap_message(&error)));
+            return ExitCode::from(2);
+        }
+    };
     if let Err(message) = t2t_models::kernels::simd::SimdLimit::from_env() {
         print_error(&anyhow::anyhow!(message));
         return ExitCode::from(2);
@@ -43,6 +50,22 @@ fn main() -> ExitCode {
 fn print_error(error: &anyhow::Error) {
     let message: Vec<String> = error.chain().map(|e| e.to_string()).collect();
     eprintln!("error: {}", one_line(&message.join(": ")));
+}
+
+/// A command-line error without its `error:` prefix and `--help` hint,
+/// its lines (the choices, the usage) joined.
+fn clap_message(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("For more information"))
+        .collect();
+    let message = lines.join(" ");
+    message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_string()
 }
 
 /// The longest error line printed; a message built from hostile input (a

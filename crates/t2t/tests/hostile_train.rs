@@ -165,7 +165,7 @@ fn resuming_refuses_changed_settings_and_a_config_of_another_run() {
     .unwrap();
     resume(&[]).assert_refused("config.toml and the checkpoint describe different runs: model");
     std::fs::write(&config, text.replace("lr = 0.002", "lr = 0.003")).unwrap();
-    resume(&[]).assert_refused("learning-rate schedule");
+    resume(&[]).assert_refused("describe different runs: recipe");
     std::fs::write(&config, text).unwrap();
     // Flags equal to the run's own are accepted.
     let run = resume(&["--model", "t2t_vit_lite_cifar", "--stop-after-steps", "2"]);

@@ -394,6 +394,7 @@ mod tests {
 
     use super::*;
     use crate::registry::{self, ModelConfig};
+    use crate::ModelKwarg;
 
     /// The logits of `images` in training mode, sample `s` keyed by `keys[s]`.
     fn keyed_logits(model: &Model, images: Tensor<4>, keys: Vec<u64>) -> Vec<f32> {
@@ -463,7 +464,7 @@ mod tests {
             ("fvit_base_patch16_224", 1024),
         ] {
             let mut config = registry::find(name).unwrap().config;
-            config.set_size(Some(size), None).unwrap();
+            config.apply(&[ModelKwarg::ImgSize(size)]).unwrap();
         }
     }
 

@@ -13,16 +13,17 @@ use t2t_models::device::Placement;
 use t2t_models::import::{adapt_for_finetuning, WeightsChoice};
 use t2t_models::registry::{self, ModelSpec};
 use t2t_models::weights::{load_state_dict, state_dict};
+use t2t_models::ModelKwarg;
 use t2t_train::checkpoint::{self, run_dir};
-use t2t_train::config::{choice_name, DatasetKind, Preset, TrainConfig};
+use t2t_train::config::{choice_name, DatasetKind, Recipe, TrainConfig, TrainLayer};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::distributed::Collective;
 use t2t_train::metrics::{EpochRow, EvalMetrics};
 use t2t_train::run_dir::{clear_run, run_files, RunLock};
-use t2t_train::trainer::{BatchSource, Observer, Outcome, Recipe, RunOptions, StepReport, Trainer};
+use t2t_train::trainer::{BatchSource, Observer, Outcome, RunOptions, StepReport, Trainer};
 
 use super::{check_image_model, load_weights, open_device, print_json};
-use crate::cli::{ModelOverrides, TrainArgs};
+use crate::cli::TrainArgs;
 
 /// Draws a progress bar per epoch and prints a line per finished epoch.
 struct Progress {
@@ -84,26 +85,6 @@ impl Observer for Silent {
     fn message(&mut self, _: &str) {}
 }
 
-/// The preset when none is named: the built-in run without data, else by dataset.
-fn default_preset(args: &TrainArgs) -> Preset {
-    match args.dataset {
-        Some(DatasetKind::Cifar10 | DatasetKind::Cifar100) => Preset::Cifar,
-        Some(DatasetKind::Folder) => Preset::Imagenet,
-        Some(DatasetKind::Synthetic) => Preset::Builtin,
-        None if args.data_dir.is_some() => Preset::Imagenet,
-        None => Preset::Builtin,
-    }
-}
-
-/// The model a preset trains when `--model` is not given.
-fn default_model(preset: Preset) -> &'static str {
-    match preset {
-        Preset::Imagenet => "t2t_vit_14",
-        Preset::Cifar => "t2t_vit_7_cifar",
-        Preset::Builtin | Preset::Transfer => "t2t_vit_lite_cifar",
-    }
-}
-
 /// Trains a model; under `mpirun` the processes share every batch, and
 /// process 0 alone writes the run directory and talks to the user.
 pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
@@ -112,10 +93,10 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     let device = placement.device.clone().autodiff();
     // A stop requested for the first part of a run does not carry over to its resumption.
     let options = |config: &TrainConfig| RunOptions {
-        recovery_interval: config.recovery_interval,
+        recovery_interval: config.run.recovery_interval,
         stop_after_steps: match args.resume {
-            Some(_) => args.stop_after_steps,
-            None => config.stop_after_steps,
+            Some(_) => args.settings.run.stop_after_steps,
+            None => config.run.stop_after_steps,
         },
     };
     let (mut config, _lock) = set_up_run(&args, &*processes)?;
@@ -125,12 +106,16 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     if datasets.val.is_empty() {
         bail!(
             "the evaluation split {:?} holds no image: nothing to evaluate the run on",
-            config.val_split
+            config.data.val_split
         );
     }
     // The head follows the dataset unless asked otherwise.
-    let classes = *config.num_classes.get_or_insert(datasets.num_classes());
-    spec.config.set_size(None, Some(classes))?;
+    let classes = *config
+        .model
+        .num_classes
+        .get_or_insert(datasets.num_classes());
+    (config.sources.entry("num_classes".into())).or_insert_with(|| "the dataset".into());
+    spec.config.apply(&[ModelKwarg::NumClasses(classes)])?;
     let resumed = match &args.resume {
         Some(path) => Some(Trainer::resume(path, &device, options(&config))?),
         None => None,
@@ -149,19 +134,17 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
     train_config.shard = shard;
     let train = LoaderSource::new(Arc::clone(&datasets.train), train_config)?;
     let mut eval_config = eval_loader_config(&data, batch_size, img_size, classes)?;
-    eval_config.workers = config.workers;
+    eval_config.workers = config.data.workers;
     eval_config.shard = shard;
     let val = LoaderSource::new(Arc::clone(&datasets.val), eval_config)?;
-    let recipe = config.recipe();
     let trainer = match (resumed, &args.resume) {
         (Some(trainer), Some(path)) => {
-            check_matches_state(&config, &spec, &recipe, train.batches_per_epoch(), &trainer)?;
+            check_matches_state(&config, &spec, train.batches_per_epoch(), &trainer)?;
             continue_run(&args, path, &config, trainer, leads)
         }
         _ => start(
             &config,
             &spec,
-            &recipe,
             &device,
             train.batches_per_epoch(),
             options(&config),
@@ -172,14 +155,14 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
 
     let steps_per_epoch = train
         .batches_per_epoch()
-        .div_ceil(trainer.state.grad_accum_steps) as u64;
+        .div_ceil(trainer.state.recipe.grad_accum_steps) as u64;
     if leads {
         warn_about_ema_horizon(&config, steps_per_epoch * trainer.state.total_epochs as u64);
         eprintln!(
             "training {} ({:.2}M params) on {:?} with {} ({}): {} train / {} eval images, {} epochs, output {}",
-            config.model,
+            config.model.model,
             t2t_models::complexity::param_counts(&trainer.model).all as f64 / 1e6,
-            config.dataset,
+            config.data.dataset,
             placement.backend,
             placement.adapter,
             datasets.train.len(),
@@ -191,14 +174,14 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
             eprintln!(
                 "data parallel: {} processes of {batch_size} images each, batches of {} images per optimizer step",
                 processes.world_size(),
-                batch_size * processes.world_size() * trainer.state.grad_accum_steps
+                batch_size * processes.world_size() * trainer.state.recipe.grad_accum_steps
             );
         }
-        if config.hflip > 0.0 {
+        if config.data.hflip > 0.0 {
             eprintln!(
                 "augmentation: {} with horizontal flips at p = {} (--hflip 0 turns them off for images that are not mirror-symmetric)",
-                choice_name(config.train_transform),
-                config.hflip
+                choice_name(config.data.train_transform),
+                config.data.hflip
             );
         }
     }
@@ -269,9 +252,9 @@ fn batch_per_process(
 ) -> Result<usize> {
     let world_size = processes.world_size();
     if run_world_size == world_size {
-        return Ok(config.batch_size);
+        return Ok(config.recipe.batch_size);
     }
-    let batch = config.batch_size * run_world_size;
+    let batch = config.recipe.batch_size * run_world_size;
     if !batch.is_multiple_of(world_size) {
         bail!(
             "the run trained on {} with batches of {batch} images; {} cannot share {batch} images equally, \
@@ -286,7 +269,7 @@ fn batch_per_process(
             "the run trained on {} of {} images; it continues on {} of {share} images, \
              with the same batches of {batch} (results agree up to rounding; mixup pairs images within each process's share)",
             count_processes(run_world_size),
-            config.batch_size,
+            config.recipe.batch_size,
             count_processes(world_size),
         );
     }
@@ -365,20 +348,20 @@ fn closing_line(trainer: &Trainer, seconds: f64, written: &[&str]) -> String {
 
 /// Warns when the EMA averages over more steps than the run has.
 fn warn_about_ema_horizon(config: &TrainConfig, steps: u64) {
-    if !config.model_ema {
+    if !config.recipe.model_ema {
         return;
     }
-    let horizon = t2t_train::ema::horizon(config.model_ema_decay);
+    let horizon = t2t_train::ema::horizon(config.recipe.model_ema_decay);
     if horizon <= steps as f64 {
         return;
     }
-    let consequence = match config.model_ema_warmup {
+    let consequence = match config.recipe.model_ema_warmup {
         true => "the EMA warm-up lets the average follow the weights early on",
         false => "without --model-ema-warmup the EMA weights stay near their initialisation",
     };
     eprintln!(
         "warning: --model-ema-decay {} averages over about {horizon:.0} steps, more than this run's {steps}; {consequence}",
-        config.model_ema_decay
+        config.recipe.model_ema_decay
     );
 }
 
@@ -386,7 +369,7 @@ fn warn_about_ema_horizon(config: &TrainConfig, steps: u64) {
 /// that holds a run already is only reused when asked to (`--overwrite`).
 fn create_run(args: &TrainArgs) -> Result<(TrainConfig, RunLock)> {
     let config = new_config(args)?;
-    let output = &config.output;
+    let output = &config.run.output;
     std::fs::create_dir_all(output).with_context(|| output.display().to_string())?;
     let lock = RunLock::acquire(output)?;
     recover_run(output)?;
@@ -426,10 +409,10 @@ fn open_run(args: &TrainArgs, path: &Path) -> Result<(TrainConfig, RunLock)> {
     recover_run(&run)?;
     let config = run_config(&run)?;
     refuse_changed_settings(args, &config)?;
-    if let Some(epochs) = args.epochs {
-        TrainConfig {
+    if let Some(epochs) = args.settings.recipe.epochs {
+        Recipe {
             epochs,
-            ..config.clone()
+            ..config.recipe.clone()
         }
         .validate()?;
     }
@@ -453,7 +436,7 @@ const CHANGEABLE_ON_RESUME: &[&str] =
 /// Refuses flags given with `--resume` whose value differs from the run's.
 fn refuse_changed_settings(args: &TrainArgs, config: &TrainConfig) -> Result<()> {
     let run = serde_json::to_value(config)?;
-    let Value::Object(flags) = serde_json::to_value(args)? else {
+    let Value::Object(flags) = serde_json::to_value(&args.settings)? else {
         unreachable!("the flags serialise as a map");
     };
     for (key, value) in flags {
@@ -471,59 +454,23 @@ fn refuse_changed_settings(args: &TrainArgs, config: &TrainConfig) -> Result<()>
 }
 
 /// Refuses a run whose `config.toml` describes another run than its
-/// checkpoint: another model, optimizer or schedule.
+/// checkpoint: another model, recipe or schedule.
 fn check_matches_state(
     config: &TrainConfig,
     spec: &ModelSpec,
-    recipe: &Recipe,
     batches_per_epoch: usize,
     trainer: &Trainer,
 ) -> Result<()> {
     let state = &trainer.state;
+    let recipe = &config.recipe;
     let pairs = [
-        ("model", json!(config.model), json!(state.model_name)),
+        ("model", json!(config.model.model), json!(state.model_name)),
         (
             "model configuration",
             json!(spec.config),
             json!(state.model_config),
         ),
-        ("seed", json!(recipe.seed), json!(state.seed)),
-        ("optimizer", json!(recipe.optim), json!(state.optim)),
-        (
-            "gradient accumulation",
-            json!(recipe.grad_accum_steps),
-            json!(state.grad_accum_steps),
-        ),
-        (
-            "gradient clipping",
-            json!(recipe.clip_grad),
-            json!(state.clip_grad),
-        ),
-        (
-            "EMA decay",
-            json!(recipe.model_ema_decay),
-            json!(state.ema_decay),
-        ),
-        (
-            "EMA warm-up",
-            json!(recipe.model_ema_warmup),
-            json!(state.ema_warmup),
-        ),
-        (
-            "transfer ratio",
-            json!(recipe.transfer_ratio),
-            json!(state.transfer_ratio),
-        ),
-        (
-            "frozen parameters",
-            json!(recipe.freeze),
-            json!(state.freeze),
-        ),
-        (
-            "epochs",
-            json!(recipe.epochs + recipe.cooldown_epochs),
-            json!(state.total_epochs),
-        ),
+        ("recipe", json!(recipe), json!(state.recipe)),
         (
             "learning-rate schedule (learning rates, epochs, batch size, dataset size)",
             json!(recipe.schedule(batches_per_epoch)),
@@ -542,8 +489,8 @@ fn check_matches_state(
 }
 
 fn val_len(config: &TrainConfig) -> String {
-    match config.dataset {
-        DatasetKind::Synthetic => config.synthetic_val_size.to_string(),
+    match config.data.dataset {
+        DatasetKind::Synthetic => config.data.synthetic_val_size.to_string(),
         _ => "all".to_string(),
     }
 }
@@ -552,46 +499,42 @@ fn val_len(config: &TrainConfig) -> String {
 /// recipe's `--drop` and `--drop-path` come first, so that the same rates
 /// given in `--model-kwargs` (the user's own words for this model) win.
 fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
-    let mut spec = registry::find(&config.model)?;
-    spec.config.set_drop_rates(config.drop, config.drop_path)?;
-    let overrides = ModelOverrides {
-        img_size: config.img_size,
-        num_classes: config.num_classes,
-        model_kwargs: config.model_kwargs.clone(),
-    };
-    overrides.apply(&mut spec.config)?;
+    let model = &config.model;
+    let mut spec = registry::find(&model.model)?;
+    let rates = [
+        ModelKwarg::DropRate(model.drop),
+        ModelKwarg::DropPathRate(model.drop_path),
+    ];
+    let sizes = [
+        model.img_size.map(ModelKwarg::ImgSize),
+        model.num_classes.map(ModelKwarg::NumClasses),
+    ];
+    let kwargs: Vec<ModelKwarg> = (rates.into_iter())
+        .chain(model.model_kwargs.iter().copied())
+        .chain(sizes.into_iter().flatten())
+        .collect();
+    spec.config.apply(&kwargs)?;
     check_image_model(spec)
 }
 
 /// The settings of a new run: preset, then config file, then flags.
 fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
-    let preset = args.preset.unwrap_or_else(|| default_preset(args));
-    let model = args.model.as_deref().unwrap_or(default_model(preset));
-    let flags = serde_json::to_value(args)?;
     Ok(TrainConfig::resolve(
-        preset,
-        model,
+        args.settings.clone(),
         args.config_file.as_deref(),
-        flags,
     )?)
 }
 
 /// The resolved settings saved in run directory `run`.
 fn run_config(run: &Path) -> Result<TrainConfig> {
     let config_file = run.join("config.toml");
-    TrainConfig::resolve(
-        Preset::Builtin,
-        "",
-        Some(&config_file),
-        serde_json::json!({}),
-    )
-    .with_context(|| format!("{}: the run's resolved config", config_file.display()))
+    TrainConfig::resolve(TrainLayer::default(), Some(&config_file))
+        .with_context(|| format!("{}: the run's resolved config", config_file.display()))
 }
 
 fn start(
     config: &TrainConfig,
     spec: &ModelSpec,
-    recipe: &Recipe,
     device: &Device,
     batches_per_epoch: usize,
     options: RunOptions,
@@ -602,9 +545,9 @@ fn start(
     // same run everywhere. Parameters initialise lazily: draw them all now,
     // right after seeding.
     let cpu = Device::flex().autodiff();
-    cpu.seed(config.seed);
+    cpu.seed(config.recipe.seed);
     let mut model = spec.config.init(&cpu)?.materialize();
-    if let Some(path) = &config.initial_checkpoint {
+    if let Some(path) = &config.model.initial_checkpoint {
         let mut imported = load_weights(path, WeightsChoice::Preferred)?;
         for note in adapt_for_finetuning(&model, &mut imported.dict, &imported.source)? {
             if leads {
@@ -622,16 +565,16 @@ fn start(
     }
     let trainer = Trainer::new(
         model,
-        &config.model,
+        &config.model.model,
         spec.config.clone(),
-        recipe,
+        &config.recipe,
         batches_per_epoch,
-        &config.output,
+        &config.run.output,
         options,
     );
     if leads {
         t2t_models::weights::write_atomically(
-            &config.output.join("config.toml"),
+            &config.run.output.join("config.toml"),
             config.to_toml().as_bytes(),
         )?;
     }
@@ -646,12 +589,12 @@ fn continue_run(
     mut trainer: Trainer,
     leads: bool,
 ) -> Trainer {
-    if let Some(epochs) = args.epochs {
-        let total = epochs + config.cooldown_epochs;
+    if let Some(epochs) = args.settings.recipe.epochs {
+        let total = epochs + config.recipe.cooldown_epochs;
         if total != trainer.state.total_epochs && leads {
             eprintln!(
                 "warning: --epochs {epochs} differs from the run's {}; the learning-rate schedule keeps its original length",
-                config.epochs
+                config.recipe.epochs
             );
         }
         trainer.state.total_epochs = total;
