@@ -28,9 +28,24 @@ pub use mixup::MixupConfig;
 pub use random::derive_seed;
 pub use synthetic::Synthetic;
 
-/// ImageNet channel statistics (timm `IMAGENET_DEFAULT_MEAN`/`_STD`).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// The channel statistics images are normalised with, as timm names them;
+/// each model's data settings pick one pair.
+pub mod stats {
+    /// timm's `IMAGENET_DEFAULT_MEAN` and `_STD`.
+    pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+    pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+    /// timm's `IMAGENET_INCEPTION_MEAN` and `_STD`.
+    pub const INCEPTION_MEAN: [f64; 3] = [0.5, 0.5, 0.5];
+    pub const INCEPTION_STD: [f64; 3] = [0.5, 0.5, 0.5];
+    /// CIFAR-10's, as the official transfer-learning script uses them.
+    pub const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];
+    pub const CIFAR_STD: [f64; 3] = [0.2023, 0.1994, 0.2010];
+
+    /// Statistics as the loader takes them.
+    pub fn single(stats: [f64; 3]) -> [f32; 3] {
+        stats.map(|s| s as f32)
+    }
+}
 
 /// An RGB image, `u8`, HWC, row-major: pixel `(x, y)` channel `c` is at
 /// `(y * width + x) * 3 + c`.

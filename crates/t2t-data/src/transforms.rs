@@ -31,6 +31,14 @@ pub enum Filter {
 }
 
 impl Filter {
+    /// timm's name of the filter.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bilinear => "bilinear",
+            Self::Bicubic => "bicubic",
+        }
+    }
+
     fn kernel(self) -> FilterType {
         match self {
             Self::Bilinear => FilterType::Bilinear,
@@ -442,7 +450,7 @@ impl Default for TrainTransform {
     fn default() -> Self {
         let rand_augment = RandAugment::parse("rand-m9-mstd0.5-inc1")
             .expect("the recipe's spec parses")
-            .with_mean(crate::IMAGENET_MEAN);
+            .with_mean(crate::stats::single(crate::stats::IMAGENET_MEAN));
         Self {
             scale: (0.08, 1.0),
             ratio: (3.0 / 4.0, 4.0 / 3.0),

@@ -3,19 +3,16 @@
 //! `default_cfg`.
 
 use serde::{Deserialize, Serialize};
+use t2t_data::stats::{
+    CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD,
+};
+use t2t_data::transforms::Filter;
 
 use crate::complexity::param_counts;
 use crate::kwargs::ModelKwarg;
 use crate::layers::FastAttentionConfig;
 use crate::models::{Backbone, Mixer, Model, SplitSpec, T2tVitConfig, TokensType, VitConfig};
 use crate::ModelError;
-
-pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
-pub const INCEPTION_MEAN: [f64; 3] = [0.5, 0.5, 0.5];
-pub const INCEPTION_STD: [f64; 3] = [0.5, 0.5, 0.5];
-pub const CIFAR_MEAN: [f64; 3] = [0.4914, 0.4822, 0.4465];
-pub const CIFAR_STD: [f64; 3] = [0.2023, 0.1994, 0.2010];
 
 /// The ImageNet-1k class names in index order (timm's synset list with the
 /// first WordNet lemma of each), for 1000-class heads.
@@ -35,13 +32,13 @@ pub fn imagenet_class_names() -> Vec<String> {
 }
 
 /// How images are prepared for a model at evaluation time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DataConfig {
     pub mean: [f64; 3],
     pub std: [f64; 3],
     /// Eval resize to `img_size / crop_pct`, then a centre crop of `img_size`.
     pub crop_pct: f64,
-    pub interpolation: String,
+    pub interpolation: Filter,
 }
 
 impl DataConfig {
@@ -56,7 +53,7 @@ impl DataConfig {
             mean: mean.unwrap_or(self.mean),
             std: std.unwrap_or(self.std),
             crop_pct: crop_pct.unwrap_or(self.crop_pct),
-            interpolation: self.interpolation.clone(),
+            interpolation: self.interpolation,
         }
     }
 
@@ -65,7 +62,7 @@ impl DataConfig {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             crop_pct: 0.9,
-            interpolation: "bicubic".to_string(),
+            interpolation: Filter::Bicubic,
         }
     }
 
@@ -82,7 +79,7 @@ impl DataConfig {
             mean: CIFAR_MEAN,
             std: CIFAR_STD,
             crop_pct: 1.0,
-            interpolation: "bicubic".to_string(),
+            interpolation: Filter::Bicubic,
         }
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod pickles;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
 
 /// `$T2T_FIXTURES/<folder>/<name>`, or None (after saying so) when the
 /// variable is unset and the fixtures are not required. A relative
@@ -16,13 +18,47 @@ pub fn fixture(folder: &str, name: &str) -> Option<PathBuf> {
             !fixtures_required(),
             "T2T_FIXTURES is not set, and CI (or T2T_REQUIRE_FIXTURES=1) requires the fixtures"
         );
-        eprintln!("skipped: T2T_FIXTURES is not set");
+        note_skipped();
         return None;
     };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let path = workspace.join(root).join(folder).join(name);
     assert!(path.is_file(), "fixture {} is missing", path.display());
     Some(path)
+}
+
+/// The tests of this test binary that skipped for want of fixtures.
+static SKIPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Counts the running test as skipped; the first skip arranges for the
+/// count to be printed when the test binary exits, after its results.
+fn note_skipped() {
+    static REPORT_AT_EXIT: Once = Once::new();
+    REPORT_AT_EXIT.call_once(|| {
+        // SAFETY: registers a handler that takes no arguments and returns.
+        unsafe { libc::atexit(report_skipped) };
+    });
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if !skipped.contains(&test) {
+        skipped.push(test);
+    }
+}
+
+/// Prints the skipped tests on stderr, which the test harness does not
+/// capture when written to directly.
+extern "C" fn report_skipped() {
+    let skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    let tests = match skipped.len() {
+        1 => "test",
+        _ => "tests",
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} {tests} skipped, T2T_FIXTURES is not set: {}",
+        skipped.len(),
+        skipped.join(", ")
+    );
 }
 
 /// Under CI, or with `T2T_REQUIRE_FIXTURES=1`, a missing fixture fails the

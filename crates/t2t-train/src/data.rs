@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use t2t_data::transforms::{
-    ColorJitter, EvalTransform, Filter, Interpolation, RandAugment, TrainTransform,
+    ColorJitter, EvalTransform, Interpolation, RandAugment, TrainTransform,
 };
 use t2t_data::{
     CifarDataset, CifarKind, Dataset, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
@@ -84,12 +84,7 @@ pub fn eval_loader_config(
     classes: usize,
 ) -> Result<LoaderConfig, TrainError> {
     let mut loader = LoaderConfig::new(batch_size, img_size, classes);
-    let filter = if data.interpolation == "bilinear" {
-        Filter::Bilinear
-    } else {
-        Filter::Bicubic
-    };
-    loader.transform = Transform::Eval(EvalTransform::new(data.crop_pct, filter)?);
+    loader.transform = Transform::Eval(EvalTransform::new(data.crop_pct, data.interpolation)?);
     loader.unreadable = Unreadable::Skip;
     loader.mean = data.mean.map(|m| m as f32);
     loader.std = data.std.map(|s| s as f32);

@@ -329,7 +329,7 @@ mod tests {
     fn imagenet_mean_fill_matches_timm() {
         let ra = RandAugment::parse("rand-m9")
             .unwrap()
-            .with_mean(crate::IMAGENET_MEAN);
+            .with_mean(crate::stats::single(crate::stats::IMAGENET_MEAN));
         assert_eq!(ra.fill, [124, 116, 104]);
     }
 

@@ -186,7 +186,7 @@ fn metadata(spec: &ModelSpec) -> Vec<(&'static str, String)> {
         ("mean", json_floats(&data.mean)),
         ("std", json_floats(&data.std)),
         ("crop_pct", data.crop_pct.to_string()),
-        ("interpolation", data.interpolation.clone()),
+        ("interpolation", data.interpolation.name().to_string()),
     ];
     if spec.config.num_classes() == 1000 {
         let names = serde_json::to_string(&imagenet_class_names()).expect("strings serialise");

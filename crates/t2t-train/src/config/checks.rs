@@ -49,44 +49,45 @@ fn at_least_one<T: Into<u64> + Copy>(settings: &[(&str, Option<T>)]) -> Result<(
     Ok(())
 }
 
-fn positive(settings: &[(&str, Option<f64>)]) -> Result<(), TrainError> {
-    for &(flag, value) in settings {
-        if let Some(value) = value {
-            check(flag, value, value.is_finite() && value > 0.0, || {
-                "a finite number > 0".into()
-            })?;
+/// The values a real-valued setting may take.
+#[derive(Clone, Copy)]
+enum Range {
+    Positive,
+    NonNegative,
+    ClosedUnit,
+    /// A rate where 1 would drop everything, smooth every label away or
+    /// freeze the moments.
+    HalfOpenUnit,
+}
+
+impl Range {
+    fn contains(self, value: f64) -> bool {
+        match self {
+            Range::Positive => value.is_finite() && value > 0.0,
+            Range::NonNegative => value.is_finite() && value >= 0.0,
+            Range::ClosedUnit => (0.0..=1.0).contains(&value),
+            Range::HalfOpenUnit => (0.0..1.0).contains(&value),
         }
     }
-    Ok(())
-}
 
-fn non_negative(settings: &[(&str, Option<f64>)]) -> Result<(), TrainError> {
-    for &(flag, value) in settings {
-        if let Some(value) = value {
-            check(flag, value, value.is_finite() && value >= 0.0, || {
-                "a finite number >= 0".into()
-            })?;
+    fn describe(self) -> &'static str {
+        match self {
+            Range::Positive => "a finite number > 0",
+            Range::NonNegative => "a finite number >= 0",
+            Range::ClosedUnit => "in [0, 1]",
+            Range::HalfOpenUnit => "in [0, 1)",
         }
     }
-    Ok(())
 }
 
-fn closed_unit(settings: &[(&str, f64)]) -> Result<(), TrainError> {
+/// Every setting given (not `None`) lies in `range`.
+fn within(range: Range, settings: &[(&str, Option<f64>)]) -> Result<(), TrainError> {
     for &(flag, value) in settings {
-        check(flag, value, (0.0..=1.0).contains(&value), || {
-            "in [0, 1]".into()
-        })?;
-    }
-    Ok(())
-}
-
-/// Rates where 1 would drop everything, smooth every label away or freeze
-/// the moments.
-fn half_open_unit(settings: &[(&str, f64)]) -> Result<(), TrainError> {
-    for &(flag, value) in settings {
-        check(flag, value, (0.0..1.0).contains(&value), || {
-            "in [0, 1)".into()
-        })?;
+        if let Some(value) = value {
+            check(flag, value, range.contains(value), || {
+                range.describe().into()
+            })?;
+        }
     }
     Ok(())
 }
@@ -127,7 +128,10 @@ impl ModelSettings {
         } = self;
         counts(&[("--img-size", img_size.unwrap_or(1), 1, MAX_IMAGE_SIDE)])?;
         at_least_one(&[("--num-classes", num_classes.map(|n| n as u64))])?;
-        half_open_unit(&[("--drop", *drop), ("--drop-path", *drop_path)])
+        within(
+            Range::HalfOpenUnit,
+            &[("--drop", Some(*drop)), ("--drop-path", Some(*drop_path))],
+        )
     }
 }
 
@@ -169,18 +173,24 @@ impl DataSettings {
                 ("--synthetic-val-size", Some(*synthetic_val_size as u64)),
             ])?;
         }
-        non_negative(&[
-            ("--color-jitter", Some(*color_jitter)),
-            ("--mixup", Some(*mixup)),
-            ("--cutmix", Some(*cutmix)),
-        ])?;
-        closed_unit(&[
-            ("--hflip", *hflip),
-            ("--reprob", *reprob),
-            ("--mixup-prob", *mixup_prob),
-            ("--mixup-switch-prob", *mixup_switch_prob),
-        ])?;
-        half_open_unit(&[("--smoothing", *smoothing)])?;
+        within(
+            Range::NonNegative,
+            &[
+                ("--color-jitter", Some(*color_jitter)),
+                ("--mixup", Some(*mixup)),
+                ("--cutmix", Some(*cutmix)),
+            ],
+        )?;
+        within(
+            Range::ClosedUnit,
+            &[
+                ("--hflip", Some(*hflip)),
+                ("--reprob", Some(*reprob)),
+                ("--mixup-prob", Some(*mixup_prob)),
+                ("--mixup-switch-prob", Some(*mixup_switch_prob)),
+            ],
+        )?;
+        within(Range::HalfOpenUnit, &[("--smoothing", Some(*smoothing))])?;
         if let Some(crop_pct) = crop_pct {
             // The bound of the evaluation transform that will use it.
             let lowest = EvalTransform::MIN_CROP_PCT;
@@ -259,23 +269,35 @@ impl Recipe {
             ("--batch-size", *batch_size, 1, MAX_BATCH),
             ("--grad-accum-steps", *grad_accum_steps, 1, MAX_BATCH),
         ])?;
-        positive(&[
-            ("--lr", Some(*lr)),
-            ("--opt-eps", Some(*opt_eps)),
-            ("--clip-grad", *clip_grad),
-        ])?;
-        non_negative(&[
-            ("--min-lr", Some(*min_lr)),
-            ("--warmup-lr", Some(*warmup_lr)),
-            ("--weight-decay", Some(*weight_decay)),
-            ("--transfer-ratio", *transfer_ratio),
-        ])?;
-        closed_unit(&[("--model-ema-decay", *model_ema_decay)])?;
+        within(
+            Range::Positive,
+            &[
+                ("--lr", Some(*lr)),
+                ("--opt-eps", Some(*opt_eps)),
+                ("--clip-grad", *clip_grad),
+            ],
+        )?;
+        within(
+            Range::NonNegative,
+            &[
+                ("--min-lr", Some(*min_lr)),
+                ("--warmup-lr", Some(*warmup_lr)),
+                ("--weight-decay", Some(*weight_decay)),
+                ("--transfer-ratio", *transfer_ratio),
+            ],
+        )?;
+        within(
+            Range::ClosedUnit,
+            &[("--model-ema-decay", Some(*model_ema_decay))],
+        )?;
         numbers("--opt-betas", opt_betas, 2)?;
-        half_open_unit(&[
-            ("--momentum", *momentum),
-            ("--opt-betas (first)", opt_betas[0]),
-            ("--opt-betas (second)", opt_betas[1]),
-        ])
+        within(
+            Range::HalfOpenUnit,
+            &[
+                ("--momentum", Some(*momentum)),
+                ("--opt-betas (first)", Some(opt_betas[0])),
+                ("--opt-betas (second)", Some(opt_betas[1])),
+            ],
+        )
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use t2t_models::registry::{CIFAR_MEAN, CIFAR_STD};
+use t2t_data::stats::{CIFAR_MEAN, CIFAR_STD};
 
 use super::{
     DataLayer, DatasetKind, ModelLayer, OptimizerKind, Preset, RecipeLayer, RunLayer, TrainLayer,
