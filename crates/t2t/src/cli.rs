@@ -87,6 +87,7 @@ pub struct EvalTransformArgs {
     /// Normalisation mean (default: the model's).
     #[arg(long, num_args = 3)]
     pub mean: Option<Vec<f64>>,
+    /// Normalisation standard deviation (default: the model's).
     #[arg(long, num_args = 3)]
     pub std: Option<Vec<f64>>,
 }
@@ -134,6 +135,7 @@ pub struct ModelsArgs {
 pub struct InfoArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -157,6 +159,7 @@ pub struct VerifyArgs {
     pub no_ema: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -165,6 +168,7 @@ pub struct VerifyArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelFlagArgs,
+    /// Images per run.
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
     /// Time training steps (forward, backward, AdamW) instead of inference.
@@ -178,6 +182,7 @@ pub struct BenchArgs {
     pub iters: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -219,8 +224,10 @@ pub struct ValidateArgs {
     /// Dataset root; for folder, the images are under DATA_DIR/SPLIT/<class>/.
     #[arg(long, visible_alias = "data")]
     pub data_dir: Option<PathBuf>,
+    /// Split to evaluate: the ImageFolder subfolder, or `train`/`test` of CIFAR and the built-in set.
     #[arg(long, default_value = "val")]
     pub split: String,
+    /// File with one class name per line: the label order of an ImageFolder.
     #[arg(long)]
     pub class_map: Option<PathBuf>,
     /// Evaluate the raw weights even when EMA weights are present. By
@@ -232,15 +239,18 @@ pub struct ValidateArgs {
     pub ema: bool,
     #[command(flatten)]
     pub transform: EvalTransformArgs,
+    /// Images per batch.
     #[arg(short = 'b', long, default_value_t = 64)]
     pub batch_size: usize,
     /// Size of the built-in dataset's split (synthetic only).
     #[arg(long, default_value_t = 1000)]
     pub synthetic_size: usize,
+    /// Seed of the built-in dataset.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -261,6 +271,7 @@ pub struct ExportArgs {
     /// Use the raw weights of a checkpoint that also holds EMA weights.
     #[arg(long)]
     pub no_ema: bool,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -277,8 +288,10 @@ pub struct ConvertArgs {
     /// Check that the weights load into this model before writing.
     #[arg(long)]
     pub model: Option<String>,
+    /// Overrides of the model configuration, as with every other command.
     #[arg(long, num_args = 1.., value_name = "KEY=VALUE", requires = "model")]
     pub model_kwargs: Vec<ModelKwarg>,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -295,6 +308,7 @@ pub struct ImageRunArgs {
     /// Images, folders of images, or glob patterns.
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Use the raw weights of a checkpoint that also holds EMA weights.
     #[arg(long)]
     pub no_ema: bool,
     #[command(flatten)]
@@ -307,6 +321,7 @@ pub struct ImageRunArgs {
 pub struct PredictArgs {
     #[command(flatten)]
     pub run: ImageRunArgs,
+    /// Classes listed per image.
     #[arg(long, default_value_t = 5)]
     pub topk: usize,
     /// Class names, one per line (default: ImageNet-1k for 1000-class models, else indices).
@@ -315,6 +330,7 @@ pub struct PredictArgs {
     /// Print CSV (file,rank,index,class,prob) instead of a table.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
@@ -331,8 +347,10 @@ pub struct EmbedArgs {
     /// Also store the output tokens of these blocks (counted from 0), e.g. `0,3,6`.
     #[arg(long, value_delimiter = ',', value_name = "I,J,...")]
     pub layers: Vec<usize>,
+    /// Images per batch.
     #[arg(short = 'b', long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
 }
