@@ -96,9 +96,10 @@ pub(crate) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, scale: f32, accumulate: bo
     product(dst, lhs, rhs, scale, accumulate, gemm::Parallelism::None);
 }
 
-/// `dst = lhs·rhs` for one large product, on all cores.
-pub(crate) fn matmul_threaded(dst: MatMut, lhs: Mat, rhs: Mat) {
-    product(dst, lhs, rhs, 1.0, false, gemm::Parallelism::Rayon(0));
+/// `dst = lhs·rhs`, or `dst += lhs·rhs` when `accumulate`, for one large
+/// product, on all cores.
+pub(crate) fn matmul_threaded(dst: MatMut, lhs: Mat, rhs: Mat, accumulate: bool) {
+    product(dst, lhs, rhs, 1.0, accumulate, gemm::Parallelism::Rayon(0));
 }
 
 fn product(

@@ -13,15 +13,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::Tensor;
-use rayon::prelude::*;
 
-use super::layer_norm;
-use super::math::vectorised;
-use super::matrix::{matmul_threaded, Mat, MatMut};
-use super::{check_shapes, on_flex, read, write};
-
-/// Rows per parallel task of the bias sums.
-const ROWS: usize = 256;
+use super::{check_shapes, layer_norm, linear, on_flex, read, write};
 
 fn forward(
     x: &[f32],
@@ -29,26 +22,8 @@ fn forward(
     [weight, bias]: [&[f32]; 2],
     epsilon: f32,
 ) -> Vec<f32> {
-    let (d_in, d_out) = (gamma.len(), bias.len());
-    let rows = x.len() / d_in;
     let normalised = layer_norm::forward(x, gamma, beta, epsilon);
-    let mut y = vec![0.0; rows * d_out];
-    matmul_threaded(
-        MatMut::dense(&mut y, rows, d_out),
-        Mat::dense(&normalised, rows, d_in),
-        Mat::dense(weight, d_in, d_out),
-    );
-    y.par_chunks_mut(ROWS * d_out).for_each(|y| {
-        vectorised(
-            #[inline(always)]
-            || {
-                for y in y.chunks_exact_mut(d_out) {
-                    y.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
-                }
-            },
-        )
-    });
-    y
+    linear::forward(&normalised, weight, bias)
 }
 
 /// Gradients of x, γ, β, W and b.
@@ -59,40 +34,12 @@ fn backward(
     grad: &[f32],
     epsilon: f32,
 ) -> [Vec<f32>; 5] {
-    let (d_in, d_out) = (gamma.len(), weight.len() / gamma.len());
-    let rows = x.len() / d_in;
-    let grad_y = Mat::dense(grad, rows, d_out);
+    let d_out = weight.len() / gamma.len();
     let normalised = layer_norm::forward(x, gamma, beta, epsilon);
-    let mut grad_weight = vec![0.0; d_in * d_out];
-    matmul_threaded(
-        MatMut::dense(&mut grad_weight, d_in, d_out),
-        Mat::dense(&normalised, rows, d_in).t(),
-        grad_y,
-    );
+    let [grad_normalised, grad_weight, grad_bias] =
+        linear::backward(&normalised, weight, d_out, grad);
     drop(normalised);
-    let mut grad_normalised = vec![0.0; rows * d_in];
-    matmul_threaded(
-        MatMut::dense(&mut grad_normalised, rows, d_in),
-        grad_y,
-        Mat::dense(weight, d_in, d_out).t(),
-    );
     let [grad_x, grad_gamma, grad_beta] = layer_norm::backward(x, gamma, &grad_normalised, epsilon);
-    // Column sums in task order: the same result however tasks were scheduled.
-    let grad_bias = grad
-        .par_chunks(ROWS * d_out)
-        .map(|dy| {
-            let mut sums = vec![0.0; d_out];
-            for dy in dy.chunks_exact(d_out) {
-                sums.iter_mut().zip(dy).for_each(|(s, d)| *s += d);
-            }
-            sums
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .fold(vec![0.0; d_out], |mut total, sums| {
-            total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
-            total
-        });
     [grad_x, grad_gamma, grad_beta, grad_weight, grad_bias]
 }
 

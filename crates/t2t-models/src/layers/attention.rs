@@ -2,7 +2,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::{linear, linear_macs, Dropout, LayerNorm, SqueezeExcite, Sublayer};
+use super::{dense, linear, linear_macs, Dropout, LayerNorm, SqueezeExcite, Sublayer};
 use crate::complexity::Macs;
 use crate::kernels::{attention_probabilities, qkv_attention, split_qkv};
 
@@ -51,7 +51,7 @@ impl Attention {
     fn attend(&self, qkv: Tensor<3>) -> Tensor<3> {
         let dropout = self.attn_drop.rate_for(&qkv);
         let x = qkv_attention(qkv, self.num_heads, self.scale, dropout);
-        let x = self.proj.forward(x);
+        let x = dense(&self.proj, x);
         let x = match &self.se_layer {
             Some(se) => se.forward(x),
             None => x,
@@ -71,7 +71,7 @@ impl Attention {
 
 impl Sublayer for Attention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.attend(self.qkv.forward(x))
+        self.attend(dense(&self.qkv, x))
     }
 
     fn forward_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {

@@ -2,7 +2,7 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{activation::softmax, Device, Tensor};
 
-use super::{linear, linear_macs, Sublayer};
+use super::{dense, linear, linear_macs, Sublayer};
 use crate::complexity::Macs;
 use crate::kernels::{merge_heads, split_heads};
 
@@ -21,7 +21,7 @@ impl ScoreVectors {
     fn scores(&self, x: Tensor<3>, heads: usize) -> Tensor<3> {
         let head_dim = x.dims()[2] / heads;
         let scores = match self {
-            ScoreVectors::Dense(linear) => linear.forward(x).swap_dims(1, 2),
+            ScoreVectors::Dense(linear) => dense(linear, x).swap_dims(1, 2),
             ScoreVectors::PerHead(w) => {
                 let x = split_heads(x, heads); // [B, heads, N, d]
                 let w = w.val().unsqueeze_dim::<3>(0).unsqueeze_dim::<4>(3); // [1, heads, d, 1]
@@ -125,16 +125,16 @@ impl FastAttention {
                 .matmul(split_heads(values, heads));
             (merge_heads(pooled), weights)
         };
-        let q = self.query.forward(x.clone());
-        let k = self.key.forward(x.clone());
+        let q = dense(&self.query, x.clone());
+        let k = dense(&self.key, x.clone());
         let (global_query, alpha) = pool(self.query_att.scores(q.clone(), heads), q.clone());
         let p = k * global_query;
         let (global_key, beta) = pool(self.key_att.scores(p.clone(), heads), p);
         let v = match &self.value {
-            Some(value) => value.forward(x),
+            Some(value) => dense(value, x),
             None => q.clone(),
         };
-        (self.transform.forward(v * global_key) + q, [alpha, beta])
+        (dense(&self.transform, v * global_key) + q, [alpha, beta])
     }
 }
 

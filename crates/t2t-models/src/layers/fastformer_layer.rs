@@ -4,7 +4,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{layer_norm, linear, FastAttention, FastAttentionConfig, LayerNorm};
+use super::{dense, layer_norm, linear, FastAttention, FastAttentionConfig, LayerNorm};
 
 /// The official Fastformer encoder layer: BERT's post-norm layer around
 /// additive attention (LayerNorm eps 1e-12).
@@ -47,7 +47,7 @@ impl ResidualOutput {
     }
 
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(self.dense.forward(x) + residual)
+        self.layer_norm.forward(dense(&self.dense, x) + residual)
     }
 }
 
@@ -72,7 +72,7 @@ impl FastformerLayer {
             .self_attention
             .forward_masked(x.clone(), mask);
         let a = self.attention.output.forward(attended, x);
-        let hidden = gelu(self.intermediate.dense.forward(a.clone()));
+        let hidden = gelu(dense(&self.intermediate.dense, a.clone()));
         self.output.forward(hidden, a)
     }
 }

@@ -4,7 +4,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{linear, linear_macs, Dropout, Sublayer};
+use super::{dense, linear, linear_macs, Dropout, Sublayer};
 use crate::complexity::Macs;
 use crate::kernels::qkv_attention;
 
@@ -79,7 +79,7 @@ fn ghost(primary: Tensor<3>, cheap: &ChannelScale) -> Tensor<3> {
 impl Sublayer for GhostAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let project =
-            |linear: &Linear, cheap: &ChannelScale| ghost(linear.forward(x.clone()), cheap);
+            |linear: &Linear, cheap: &ChannelScale| ghost(dense(linear, x.clone()), cheap);
         let qkv = Tensor::cat(
             vec![
                 project(&self.q, &self.cheap_operation_q),
@@ -90,7 +90,7 @@ impl Sublayer for GhostAttention {
         );
         let dropout = self.attn_drop.rate_for(&qkv);
         let y = qkv_attention(qkv, self.num_heads, self.scale, dropout);
-        self.proj_drop.forward(self.proj.forward(y))
+        self.proj_drop.forward(dense(&self.proj, y))
     }
 
     fn macs(&self, tokens: usize) -> Macs {
@@ -131,11 +131,11 @@ impl GhostMlp {
 
 impl Sublayer for GhostMlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x1 = gelu(self.fc1.forward(x));
+        let x1 = gelu(dense(&self.fc1, x));
         let x2 = gelu(self.cheap_operation2.forward(x1.clone()));
         let x3 = gelu(self.cheap_operation3.forward(x1.clone()));
         let hidden = self.drop.forward(Tensor::cat(vec![x1, x2, x3], 2));
-        self.drop.forward(self.fc2.forward(hidden))
+        self.drop.forward(dense(&self.fc2, hidden))
     }
 
     fn macs(&self, tokens: usize) -> Macs {

@@ -4,7 +4,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::kernels::gelu;
 
-use super::{linear, linear_macs, Dropout, LayerNorm, Sublayer};
+use super::{dense, linear, linear_macs, Dropout, LayerNorm, Sublayer};
 use crate::complexity::Macs;
 
 /// fc1 → GELU → dropout → fc2 → dropout (timm's `Mlp`).
@@ -29,13 +29,13 @@ impl Mlp {
     /// Everything after `fc1`.
     fn activate(&self, hidden: Tensor<3>) -> Tensor<3> {
         let x = self.drop.forward(gelu(hidden));
-        self.drop.forward(self.fc2.forward(x))
+        self.drop.forward(dense(&self.fc2, x))
     }
 }
 
 impl Sublayer for Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.activate(self.fc1.forward(x))
+        self.activate(dense(&self.fc1, x))
     }
 
     fn forward_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {

@@ -70,6 +70,20 @@ pub fn linear(d_in: usize, d_out: usize, bias: bool, device: &burn::tensor::Devi
     }
 }
 
+/// `linear` over every token of every sample as one matrix product: the
+/// weight is packed once and the product spreads over all cores, where a
+/// batched product would run one small product per sample.
+pub fn dense(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, tokens, d_in] = x.dims();
+    let y = crate::kernels::linear(
+        x.reshape([batch * tokens, d_in]),
+        linear.weight.val(),
+        linear.bias.as_ref().map(|bias| bias.val()),
+    );
+    let d_out = y.dims()[1];
+    y.reshape([batch, tokens, d_out])
+}
+
 pub fn layer_norm(d: usize, eps: f64, device: &burn::tensor::Device) -> LayerNorm {
     LayerNorm::new(d, eps, device)
 }

@@ -4,7 +4,9 @@ use burn::tensor::{Device, Tensor};
 
 use crate::kernels::{gelu, performer_attention};
 
-use super::{layer_norm, layer_norm_macs, linear, linear_macs, Dropout, LayerNorm, Sublayer};
+use super::{
+    dense, layer_norm, layer_norm_macs, linear, linear_macs, Dropout, LayerNorm, Sublayer,
+};
 use crate::complexity::Macs;
 
 /// The random-feature ratio m/emb of the official Token_performer.
@@ -74,11 +76,9 @@ impl Sublayer for TokenPerformer {
         let emb = kqv.dims()[2] / 3;
         let v = kqv.clone().narrow(2, 2 * emb, emb);
         let y = performer_attention(kqv, self.w.val());
-        let y = v + self.dp.forward(self.proj.forward(y));
+        let y = v + self.dp.forward(dense(&self.proj, y));
         let mlp = &self.mlp;
-        let branch = mlp
-            .fc2
-            .forward(gelu(self.norm2.then_linear(&mlp.fc1, y.clone())));
+        let branch = dense(&mlp.fc2, gelu(self.norm2.then_linear(&mlp.fc1, y.clone())));
         y + mlp.drop.forward(branch)
     }
 

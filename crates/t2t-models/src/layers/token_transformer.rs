@@ -2,7 +2,9 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use super::{layer_norm, layer_norm_macs, linear, linear_macs, Dropout, LayerNorm, Mlp, Sublayer};
+use super::{
+    dense, layer_norm, layer_norm_macs, linear, linear_macs, Dropout, LayerNorm, Mlp, Sublayer,
+};
 use crate::complexity::Macs;
 use crate::kernels::qkv_attention;
 
@@ -60,7 +62,7 @@ impl TokenAttention {
 
 impl Sublayer for TokenAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.attend(self.qkv.forward(x))
+        self.attend(dense(&self.qkv, x))
     }
 
     fn forward_normed(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {

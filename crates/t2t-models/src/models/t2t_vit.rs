@@ -17,7 +17,7 @@ use super::{
 };
 use crate::complexity::Macs;
 use crate::layers::{
-    layer_norm, linear, linear_macs, sinusoid_table, AttentionConfig, Block, Dropout,
+    dense, layer_norm, linear, linear_macs, sinusoid_table, AttentionConfig, Block, Dropout,
     GhostAttention, GhostMlp, Mlp, SoftSplit, Sublayer, TokenPerformer, TokenTransformer,
 };
 use crate::{ModelError, Taps};
@@ -491,7 +491,7 @@ impl T2tModule {
         let x = self.attention2.forward(x);
         taps.record("t2t_attn2", &x);
         let x = self.soft_split2.forward_tokens(x);
-        self.project.forward(x)
+        dense(&self.project, x)
     }
 
     fn macs(&self, img_size: usize) -> Macs {

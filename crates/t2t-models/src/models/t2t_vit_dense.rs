@@ -11,7 +11,7 @@ use crate::kernels::gelu;
 use super::t2t_vit::dense_widths;
 use super::T2tVitConfig;
 use crate::complexity::Macs;
-use crate::layers::{linear, linear_macs, Block, Sublayer};
+use crate::layers::{self, linear, linear_macs, Block, Sublayer};
 
 /// A pre-norm block whose output is narrowed to `growth_rate` features and
 /// concatenated to its input. Saved flat: `blocks.i.norm1`, `blocks.i.dense_linear`.
@@ -73,10 +73,10 @@ impl Sublayer for DenseLayer {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
             DenseLayer::Block(dense) => {
-                let new = dense.dense_linear.forward(dense.block.forward(x.clone()));
+                let new = layers::dense(&dense.dense_linear, dense.block.forward(x.clone()));
                 Tensor::cat(vec![x, new], 2)
             }
-            DenseLayer::Transition(t) => gelu(t.linear.forward(x)),
+            DenseLayer::Transition(t) => gelu(layers::dense(&t.linear, x)),
         }
     }
 

@@ -1,0 +1,264 @@
+//! A Linear layer over rows, `x·W + b`, as one operation: the output starts
+//! as the bias and the product accumulates onto it, so that no pass adds the
+//! bias and no buffer is zeroed first; the backward pass is two products and
+//! a column sum. [`norm_linear`](super::norm_linear) runs the same after its
+//! LayerNorm.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
+use burn::tensor::Tensor;
+use rayon::prelude::*;
+
+use super::matrix::{matmul_threaded, Mat, MatMut};
+use super::{check_shapes, on_flex, read, write};
+
+/// Rows per parallel task of the bias sums.
+const ROWS: usize = 256;
+
+/// `x·W + b` for `x` `[rows, in]`, W `[in, out]` and b `[out]`.
+pub(crate) fn forward(x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let d_out = bias.len();
+    let d_in = weight.len() / d_out;
+    let rows = x.len() / d_in;
+    let mut y = Vec::with_capacity(rows * d_out);
+    for _ in 0..rows {
+        y.extend_from_slice(bias);
+    }
+    matmul_threaded(
+        MatMut::dense(&mut y, rows, d_out),
+        Mat::dense(x, rows, d_in),
+        Mat::dense(weight, d_in, d_out),
+        true,
+    );
+    y
+}
+
+/// The gradients of x, W and b, from the output gradient `grad` `[rows, out]`.
+pub(crate) fn backward(x: &[f32], weight: &[f32], d_out: usize, grad: &[f32]) -> [Vec<f32>; 3] {
+    let d_in = weight.len() / d_out;
+    let rows = x.len() / d_in;
+    let grad_y = Mat::dense(grad, rows, d_out);
+    let mut grad_weight = vec![0.0; d_in * d_out];
+    matmul_threaded(
+        MatMut::dense(&mut grad_weight, d_in, d_out),
+        Mat::dense(x, rows, d_in).t(),
+        grad_y,
+        false,
+    );
+    let mut grad_x = vec![0.0; rows * d_in];
+    matmul_threaded(
+        MatMut::dense(&mut grad_x, rows, d_in),
+        grad_y,
+        Mat::dense(weight, d_in, d_out).t(),
+        false,
+    );
+    // Column sums in task order: the same result however tasks were scheduled.
+    let grad_bias = grad
+        .par_chunks(ROWS * d_out)
+        .map(|dy| {
+            let mut sums = vec![0.0; d_out];
+            for dy in dy.chunks_exact(d_out) {
+                sums.iter_mut().zip(dy).for_each(|(s, d)| *s += d);
+            }
+            sums
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0.0; d_out], |mut total, sums| {
+            total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
+            total
+        });
+    [grad_x, grad_weight, grad_bias]
+}
+
+/// Checks x `[rows, in]` and W `[in, out]` (both sizes positive) against
+/// each other, and that `out_shape` (b's in the forward pass, the output
+/// gradient's in the backward pass) ends in `out`.
+fn check_operands(kernel: &str, x: &[usize], weight: &[usize], out_shape: &[usize]) {
+    let consistent = matches!((x, weight), ([_, x_in], [d_in, d_out])
+        if *d_in > 0 && *d_out > 0 && x_in == d_in && out_shape.last() == Some(d_out));
+    check_shapes(kernel, consistent, &[x, weight, out_shape]);
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait LinearOps: Backend {
+    fn linear_rows(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of x, W and b.
+    fn linear_rows_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl LinearOps for Flex {
+    fn linear_rows(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let ((x, x_shape), (weight, weight_shape)) = (read(&x), read(&weight));
+        let (bias, bias_shape) = read(&bias);
+        check_operands("linear_rows", &x_shape, &weight_shape, &bias_shape);
+        check_shapes("linear_rows", bias_shape.len() == 1, &[&bias_shape]);
+        write(forward(&x, &weight, &bias), [x_shape[0], weight_shape[1]])
+    }
+
+    fn linear_rows_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let ((x, x_shape), (weight, weight_shape)) = (read(&x), read(&weight));
+        let (grad, grad_shape) = read(&grad);
+        check_operands("linear_rows_backward", &x_shape, &weight_shape, &grad_shape);
+        check_shapes(
+            "linear_rows_backward",
+            grad_shape.len() == 2 && grad_shape[0] == x_shape[0],
+            &[&grad_shape, &x_shape],
+        );
+        let d_out = weight_shape[1];
+        let [dx, dweight, dbias] = backward(&x, &weight, d_out, &grad);
+        (
+            write(dx, x_shape),
+            write(dweight, weight_shape),
+            write(dbias, [d_out]),
+        )
+    }
+}
+
+/// Keeps x and W.
+#[derive(Debug)]
+struct LinearBackward;
+
+impl<B: Backend + LinearOps> Backward<B, 3> for LinearBackward {
+    type State = [FloatTensor<B>; 2];
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [x, weight] = ops.state;
+        let (dx, dweight, dbias) = B::linear_rows_backward(x, weight, grad);
+        for (node, grad) in ops.parents.into_iter().zip([dx, dweight, dbias]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: Backend + LinearOps, C: CheckpointStrategy> LinearOps for Autodiff<B, C> {
+    fn linear_rows(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let [x, weight, bias] = [x, weight, bias].map(Autodiff::<B, C>::inner);
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = B::linear_rows(x.clone(), weight.clone(), bias);
+                prep.finish([x, weight], output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::linear_rows(x, weight, bias)),
+        }
+    }
+
+    fn linear_rows_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, weight, grad] = [x, weight, grad].map(Autodiff::<B, C>::inner);
+        let (dx, dweight, dbias) = B::linear_rows_backward(x, weight, grad);
+        (
+            Autodiff::<B, C>::from_inner(dx),
+            Autodiff::<B, C>::from_inner(dweight),
+            Autodiff::<B, C>::from_inner(dbias),
+        )
+    }
+}
+
+/// `x·W + b` for x `[rows, in]`, W `[in, out]` and b `[out]` where given: the
+/// kernel on the CPU backend, burn's operation elsewhere and without a bias.
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    match bias {
+        Some(bias) if on_flex(x.device()) => {
+            Tensor::from_dispatch(<Dispatch as LinearOps>::linear_rows(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.into_dispatch(),
+            ))
+        }
+        bias => burn::tensor::module::linear(x, weight, bias),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn matches_burns_linear_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let random = |shape: [usize; 2], mean: f64| {
+            Tensor::<2>::random(shape, Distribution::Normal(mean, 1.0), &device)
+        };
+        for (rows, d_in, d_out) in [(3, 5, 7), (900, 147, 192)] {
+            let x = random([rows, d_in], 0.5).require_grad();
+            let weight = random([d_in, d_out], 0.0).require_grad();
+            let bias = random([1, d_out], 0.0).reshape([d_out]).require_grad();
+            let weights = random([rows, d_out], 0.0);
+
+            let ours = linear(x.clone(), weight.clone(), Some(bias.clone()));
+            let plain = burn::tensor::module::linear(x.clone(), weight.clone(), Some(bias.clone()));
+            let diff = (ours.clone() - plain.clone())
+                .abs()
+                .max()
+                .into_scalar::<f32>();
+            assert!(diff < 1e-4, "forward differs by {diff}");
+
+            let g_ours = (ours * weights.clone()).sum().backward();
+            let g_plain = (plain * weights).sum().backward();
+            // Parameter gradients sum over rows, and their error with them.
+            let summed = 2e-5 * rows as f32;
+            let check = |name: &str, a: Tensor<1>, b: Tensor<1>, tolerance: f32| {
+                let diff = (a - b).abs().max().into_scalar::<f32>();
+                assert!(diff < tolerance, "{name} gradient differs by {diff}");
+            };
+            let flat = |t: Tensor<2>| {
+                let n: usize = t.dims().iter().product();
+                t.reshape([n])
+            };
+            check(
+                "x",
+                flat(x.grad(&g_ours).unwrap()),
+                flat(x.grad(&g_plain).unwrap()),
+                1e-4,
+            );
+            check(
+                "W",
+                flat(weight.grad(&g_ours).unwrap()),
+                flat(weight.grad(&g_plain).unwrap()),
+                summed,
+            );
+            check(
+                "b",
+                bias.grad(&g_ours).unwrap(),
+                bias.grad(&g_plain).unwrap(),
+                summed,
+            );
+        }
+    }
+}
