@@ -481,6 +481,29 @@ mod tests {
     }
 
     #[test]
+    fn a_preset_and_model_named_in_the_file_choose_the_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.yaml");
+        std::fs::write(&file, "preset: imagenet\nmodel: t2t_vit_24\n").unwrap();
+        let c = resolve(json!({}), Some(&file)).unwrap();
+        assert_eq!(
+            (c.run.preset, c.model.model.as_str()),
+            (Preset::Imagenet, "t2t_vit_24")
+        );
+        assert_eq!((c.recipe.lr, c.recipe.weight_decay), (5e-4, 0.065));
+        assert_eq!(c.sources["weight_decay"], "preset imagenet");
+        // A flag names the model over the file.
+        let c = resolve(json!({"model": "t2t_vit_7"}), Some(&file)).unwrap();
+        assert_eq!((c.recipe.lr, c.recipe.weight_decay), (1e-3, 0.03));
+        // Without a preset, the dataset chooses one.
+        let c = resolve(json!({"dataset": "cifar10"}), None).unwrap();
+        assert_eq!(
+            (c.run.preset, c.model.model.as_str()),
+            (Preset::Cifar, "t2t_vit_7_cifar")
+        );
+    }
+
+    #[test]
     fn presets_resolve_and_flags_win() {
         let c = resolve(
             json!({"preset": "imagenet", "model": "t2t_vit_14", "lr": 1e-3}),
