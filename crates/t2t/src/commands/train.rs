@@ -114,7 +114,8 @@ pub fn run(args: TrainArgs, processes: Rc<dyn Collective>) -> Result<ExitCode> {
         .model
         .num_classes
         .get_or_insert(datasets.num_classes());
-    (config.sources.entry("num_classes".into())).or_insert_with(|| "the dataset".into());
+    let source = config.sources.entry("num_classes".into());
+    source.or_insert_with(|| "the dataset".into());
     spec.config.apply(&[ModelKwarg::NumClasses(classes)])?;
     let resumed = match &args.resume {
         Some(path) => Some(Trainer::resume(path, &device, options(&config))?),
