@@ -176,15 +176,10 @@ impl<B: Backend + LayerNormOps> Backward<B, 3> for LayerNormBackward {
     type State = (FloatTensor<B>, FloatTensor<B>, f64);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, gamma, epsilon) = ops.state;
         let (dx, dgamma, dbeta) = B::fused_layer_norm_backward(x, gamma, grad, epsilon);
-        for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+        register_parents!(B, grads, ops.parents, [dx, dgamma, dbeta]);
     }
 }
 

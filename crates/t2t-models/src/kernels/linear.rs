@@ -145,11 +145,7 @@ impl<B: Backend + LinearOps> Backward<B, 3> for LinearBackward {
         let grad = grads.consume::<B>(&ops.node);
         let [x, weight] = ops.state;
         let (dx, dweight, dbias) = B::linear_rows_backward(x, weight, grad);
-        for (node, grad) in ops.parents.into_iter().zip([dx, dweight, dbias]) {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+        register_parents!(B, grads, ops.parents, [dx, dweight, dbias]);
     }
 }
 
@@ -206,6 +202,7 @@ pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tenso
 
 #[cfg(test)]
 mod tests {
+    use super::super::max_difference;
     use super::*;
     use burn::tensor::{Device, Distribution};
 
@@ -223,42 +220,41 @@ mod tests {
 
             let ours = linear(x.clone(), weight.clone(), Some(bias.clone()));
             let plain = burn::tensor::module::linear(x.clone(), weight.clone(), Some(bias.clone()));
-            let diff = (ours.clone() - plain.clone())
-                .abs()
-                .max()
-                .into_scalar::<f32>();
+            let diff = max_difference(ours.clone(), plain.clone());
             assert!(diff < 1e-4, "forward differs by {diff}");
 
             let g_ours = (ours * weights.clone()).sum().backward();
             let g_plain = (plain * weights).sum().backward();
             // Parameter gradients sum over rows, and their error with them.
             let summed = 2e-5 * rows as f32;
-            let check = |name: &str, a: Tensor<1>, b: Tensor<1>, tolerance: f32| {
-                let diff = (a - b).abs().max().into_scalar::<f32>();
-                assert!(diff < tolerance, "{name} gradient differs by {diff}");
-            };
             let flat = |t: Tensor<2>| {
                 let n: usize = t.dims().iter().product();
                 t.reshape([n])
             };
-            check(
-                "x",
-                flat(x.grad(&g_ours).unwrap()),
-                flat(x.grad(&g_plain).unwrap()),
-                1e-4,
-            );
-            check(
-                "W",
-                flat(weight.grad(&g_ours).unwrap()),
-                flat(weight.grad(&g_plain).unwrap()),
-                summed,
-            );
-            check(
-                "b",
-                bias.grad(&g_ours).unwrap(),
-                bias.grad(&g_plain).unwrap(),
-                summed,
-            );
+            let gradients = [
+                (
+                    "x",
+                    flat(x.grad(&g_ours).unwrap()),
+                    flat(x.grad(&g_plain).unwrap()),
+                    1e-4,
+                ),
+                (
+                    "W",
+                    flat(weight.grad(&g_ours).unwrap()),
+                    flat(weight.grad(&g_plain).unwrap()),
+                    summed,
+                ),
+                (
+                    "b",
+                    bias.grad(&g_ours).unwrap(),
+                    bias.grad(&g_plain).unwrap(),
+                    summed,
+                ),
+            ];
+            for (name, ours, plain, tolerance) in gradients {
+                let diff = max_difference(ours, plain);
+                assert!(diff < tolerance, "{name} gradient differs by {diff}");
+            }
         }
     }
 }

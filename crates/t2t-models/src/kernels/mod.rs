@@ -2,6 +2,20 @@
 //! extensions with hand-written backward passes. Each falls back to the plain
 //! burn operation on other backends, and is tested against it.
 
+/// Gives each parent of a backward step that tracks gradients its gradient:
+/// `register_parents!(B, grads, ops.parents, [dx, dw, ...])`, the gradients
+/// in the order of the operation's inputs. (A macro: the parents' node type
+/// cannot be named outside the autodiff crate.)
+macro_rules! register_parents {
+    ($backend:ty, $grads:expr, $parents:expr, $parent_grads:expr) => {
+        for (node, grad) in $parents.into_iter().zip($parent_grads) {
+            if let Some(node) = node {
+                $grads.register::<$backend>(node.id, grad);
+            }
+        }
+    };
+}
+
 mod attention;
 mod dropout;
 mod gelu;
@@ -70,6 +84,16 @@ fn check_shapes(kernel: &str, consistent: bool, shapes: &[&[usize]]) {
         consistent,
         "{kernel}: inconsistent operand shapes {shapes:?}"
     );
+}
+
+/// The largest absolute difference between a kernel's result and the plain
+/// operations'.
+#[cfg(test)]
+fn max_difference<const D: usize>(
+    ours: burn::tensor::Tensor<D>,
+    plain: burn::tensor::Tensor<D>,
+) -> f32 {
+    (ours - plain).abs().max().into_scalar::<f32>()
 }
 
 /// Whether the extensions run for tensors on `device` (the CPU backend,

@@ -161,15 +161,7 @@ impl<B: Backend + NormLinearOps> Backward<B, 5> for NormLinearBackward {
         let ([x, gamma, beta, weight], epsilon) = ops.state;
         let (dx, dgamma, dbeta, dweight, dbias) =
             B::norm_linear_backward(x, gamma, beta, weight, grad, epsilon);
-        for (node, grad) in ops
-            .parents
-            .into_iter()
-            .zip([dx, dgamma, dbeta, dweight, dbias])
-        {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, grad);
-            }
-        }
+        register_parents!(B, grads, ops.parents, [dx, dgamma, dbeta, dweight, dbias]);
     }
 }
 
