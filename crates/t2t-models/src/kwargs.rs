@@ -41,13 +41,10 @@ impl KwargValue for bool {
     }
 }
 
+/// The names the configuration's serialised form gives the choices.
 impl KwargValue for TokensType {
     fn parse_kwarg(text: &str) -> Option<Self> {
-        match text {
-            "performer" => Some(TokensType::Performer),
-            "transformer" => Some(TokensType::Transformer),
-            _ => None,
-        }
+        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
     }
 }
 
@@ -136,10 +133,10 @@ model_kwargs! {
 
 impl fmt::Display for TokensType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TokensType::Performer => "performer",
-            TokensType::Transformer => "transformer",
-        })
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => unreachable!("a choice serialises as its name"),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use t2t_data::transforms::{
     ColorJitter, EvalTransform, Interpolation, RandAugment, TrainTransform,
 };
 use t2t_data::{
-    CifarDataset, CifarKind, Dataset, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
+    stats, CifarDataset, CifarKind, Dataset, ImageFolder, Loader, LoaderConfig, MixupConfig, Split,
     Synthetic, Transform, Unreadable,
 };
 use t2t_models::registry::DataConfig;
@@ -86,8 +86,8 @@ pub fn eval_loader_config(
     let mut loader = LoaderConfig::new(batch_size, img_size, classes);
     loader.transform = Transform::Eval(EvalTransform::new(data.crop_pct, data.interpolation)?);
     loader.unreadable = Unreadable::Skip;
-    loader.mean = data.mean.map(|m| m as f32);
-    loader.std = data.std.map(|s| s as f32);
+    loader.mean = stats::single(data.mean);
+    loader.std = stats::single(data.std);
     Ok(loader)
 }
 
@@ -103,8 +103,8 @@ pub fn train_loader_config(
     loader.seed = config.recipe.seed;
     loader.shuffle = true;
     loader.drop_last = true;
-    loader.mean = data.mean.map(|m| m as f32);
-    loader.std = data.std.map(|s| s as f32);
+    loader.mean = stats::single(data.mean);
+    loader.std = stats::single(data.std);
     loader.smoothing = config.data.smoothing;
     loader.mixup = (config.data.mixup > 0.0 || config.data.cutmix > 0.0).then_some(MixupConfig {
         mixup_alpha: config.data.mixup,

@@ -71,8 +71,8 @@ fn prepared(spec: &ModelSpec, file: &Path) -> Tensor<4> {
     let transform = EvalTransform::new(spec.data.crop_pct, Filter::Bicubic).unwrap();
     let pixels = normalize(
         &transform.apply(&decode_file(file).unwrap(), size),
-        spec.data.mean.map(|m| m as f32),
-        spec.data.std.map(|s| s as f32),
+        t2t_data::stats::single(spec.data.mean),
+        t2t_data::stats::single(spec.data.std),
     );
     Tensor::from_data(
         TensorData::new(pixels, [1, 3, size, size]),

@@ -26,7 +26,7 @@ pub use choices::{choice_name, DatasetKind, OptimizerKind, Preset, TrainTransfor
 pub use file::read_config_file;
 pub use presets::{default_model, default_preset, preset};
 use settings::settings;
-pub use settings::Sources;
+pub use settings::{flag, Sources};
 
 use crate::optim::{AdamWConfig, OptimizerConfig, SgdConfig};
 use crate::schedule::CosineSchedule;

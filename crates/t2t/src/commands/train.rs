@@ -15,7 +15,7 @@ use t2t_models::registry::{self, ModelSpec};
 use t2t_models::weights::{load_state_dict, state_dict};
 use t2t_models::ModelKwarg;
 use t2t_train::checkpoint::{self, run_dir};
-use t2t_train::config::{choice_name, DatasetKind, Recipe, TrainConfig, TrainLayer};
+use t2t_train::config::{choice_name, flag, DatasetKind, Recipe, TrainConfig, TrainLayer};
 use t2t_train::data::{eval_loader_config, open_datasets, train_loader_config, LoaderSource};
 use t2t_train::distributed::Collective;
 use t2t_train::metrics::{EpochRow, EvalMetrics};
@@ -23,7 +23,7 @@ use t2t_train::run_dir::{clear_run, run_files, RunLock};
 use t2t_train::trainer::{BatchSource, Observer, Outcome, RunOptions, StepReport, Trainer};
 
 use super::{check_image_model, load_weights, open_device, print_json};
-use crate::cli::TrainArgs;
+use crate::cli::{ModelOverrides, TrainArgs};
 
 /// Draws a progress bar per epoch and prints a line per finished epoch.
 struct Progress {
@@ -444,11 +444,12 @@ fn refuse_changed_settings(args: &TrainArgs, config: &TrainConfig) -> Result<()>
         if CHANGEABLE_ON_RESUME.contains(&key.as_str()) || run.get(&key) == Some(&value) {
             continue;
         }
+        let changeable: Vec<String> = CHANGEABLE_ON_RESUME.iter().map(|key| flag(key)).collect();
         bail!(
-            "--{} {value} differs from the resumed run's {} (its config.toml); a resumed run keeps its settings, only --{} may change",
-            key.replace('_', "-"),
+            "{} {value} differs from the resumed run's {} (its config.toml); a resumed run keeps its settings, only {} may change",
+            flag(&key),
             run.get(&key).unwrap_or(&Value::Null),
-            CHANGEABLE_ON_RESUME.join(", --").replace('_', "-")
+            changeable.join(", ")
         );
     }
     Ok(())
@@ -502,19 +503,16 @@ fn val_len(config: &TrainConfig) -> String {
 fn run_model(config: &TrainConfig) -> Result<ModelSpec> {
     let model = &config.model;
     let mut spec = registry::find(&model.model)?;
-    let rates = [
+    spec.config.apply(&[
         ModelKwarg::DropRate(model.drop),
         ModelKwarg::DropPathRate(model.drop_path),
-    ];
-    let sizes = [
-        model.img_size.map(ModelKwarg::ImgSize),
-        model.num_classes.map(ModelKwarg::NumClasses),
-    ];
-    let kwargs: Vec<ModelKwarg> = (rates.into_iter())
-        .chain(model.model_kwargs.iter().copied())
-        .chain(sizes.into_iter().flatten())
-        .collect();
-    spec.config.apply(&kwargs)?;
+    ])?;
+    let overrides = ModelOverrides {
+        img_size: model.img_size,
+        num_classes: model.num_classes,
+        model_kwargs: model.model_kwargs.clone(),
+    };
+    overrides.apply(&mut spec.config)?;
     check_image_model(spec)
 }
 
