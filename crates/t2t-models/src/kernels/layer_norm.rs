@@ -3,6 +3,9 @@
 //! three full-size intermediates for the backward pass; this kernel keeps only
 //! its input and recomputes each row's mean and deviation from it.
 
+use super::math::{dot, sum_by, vectorised};
+use super::row_tasks::{filled_rows, rows_per_task, sum_in_order, task_slice};
+use super::{check_shapes, on_flex, read, write};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -12,13 +15,6 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::{module, Tensor};
-use rayon::prelude::*;
-
-use super::math::{dot, sum_by, vectorised};
-use super::{check_shapes, on_flex, read, write};
-
-/// Elements per parallel task (whole rows).
-const CHUNK: usize = 1 << 14;
 
 /// Mean and 1/√(variance + ε) of one row (two passes, as PyTorch does).
 #[inline(always)]
@@ -29,78 +25,84 @@ fn row_stats(x: &[f32], epsilon: f32) -> (f32, f32) {
     (mean, 1.0 / (variance + epsilon).sqrt())
 }
 
-fn rows_per_task(width: usize) -> usize {
-    (CHUNK / width).max(1)
+/// LayerNorm of the rows of `x` (each as wide as γ), on the calling thread.
+pub(super) fn normalise_rows(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, y: &mut [f32]) {
+    let width = gamma.len();
+    vectorised(
+        #[inline(always)]
+        || {
+            for (y, x) in y.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+                let (mean, inv_std) = row_stats(x, epsilon);
+                for (((y, x), g), b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                    *y = (x - mean) * inv_std * g + b;
+                }
+            }
+        },
+    )
+}
+
+/// The input gradient of the rows of `x` into `dx`, on the calling thread;
+/// returns their shares of the γ and β gradients.
+pub(super) fn backward_rows(
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    epsilon: f32,
+    dx: &mut [f32],
+) -> [Vec<f32>; 2] {
+    let width = gamma.len();
+    let (mut dgamma, mut dbeta) = (vec![0.0; width], vec![0.0; width]);
+    let (mut xhat, mut g) = (vec![0.0; width], vec![0.0; width]);
+    vectorised(
+        #[inline(always)]
+        || {
+            let rows = dx.chunks_exact_mut(width).zip(x.chunks_exact(width));
+            for ((dx, x), dy) in rows.zip(dy.chunks_exact(width)) {
+                let (mean, inv_std) = row_stats(x, epsilon);
+                for i in 0..width {
+                    xhat[i] = (x[i] - mean) * inv_std;
+                    g[i] = dy[i] * gamma[i];
+                    dgamma[i] += dy[i] * xhat[i];
+                    dbeta[i] += dy[i];
+                }
+                // dx = (g − mean(g) − x̂·mean(g·x̂)) / σ, with g = dy·γ.
+                let g_mean = sum_by(&g, |v| v) / width as f32;
+                let gx_mean = dot(&g, &xhat) / width as f32;
+                for i in 0..width {
+                    dx[i] = (g[i] - g_mean - xhat[i] * gx_mean) * inv_std;
+                }
+            }
+        },
+    );
+    [dgamma, dbeta]
 }
 
 /// LayerNorm of the rows of `x` (each as wide as γ).
-pub(super) fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
+fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
     let width = gamma.len();
-    let mut y = vec![0.0; x.len()];
-    let task = rows_per_task(width) * width;
-    y.par_chunks_mut(task)
-        .zip(x.par_chunks(task))
-        .for_each(|(y, x)| {
-            vectorised(
-                #[inline(always)]
-                || {
-                    for (y, x) in y.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
-                        let (mean, inv_std) = row_stats(x, epsilon);
-                        for (((y, x), g), b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-                            *y = (x - mean) * inv_std * g + b;
-                        }
-                    }
-                },
-            )
-        });
+    let rows = x.len() / width;
+    let task = rows_per_task(rows);
+    let zeros = vec![0.0; width];
+    let (y, _) = filled_rows(rows, &zeros, task, |t, y| {
+        normalise_rows(task_slice(x, width, t, task), gamma, beta, epsilon, y)
+    });
     y
 }
 
 /// Gradients of the input, γ and β.
-pub(super) fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
+fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
     let width = gamma.len();
-    let mut grad_x = vec![0.0; x.len()];
-    let task = rows_per_task(width) * width;
-    let zeros = || (vec![0.0; width], vec![0.0; width]);
-    let (grad_gamma, grad_beta) = grad_x
-        .par_chunks_mut(task)
-        .zip(x.par_chunks(task))
-        .zip(grad.par_chunks(task))
-        .map(|((dx, x), dy)| {
-            let (mut dgamma, mut dbeta) = zeros();
-            let (mut xhat, mut g) = (vec![0.0; width], vec![0.0; width]);
-            vectorised(
-                #[inline(always)]
-                || {
-                    let rows = dx.chunks_exact_mut(width).zip(x.chunks_exact(width));
-                    for ((dx, x), dy) in rows.zip(dy.chunks_exact(width)) {
-                        let (mean, inv_std) = row_stats(x, epsilon);
-                        for i in 0..width {
-                            xhat[i] = (x[i] - mean) * inv_std;
-                            g[i] = dy[i] * gamma[i];
-                            dgamma[i] += dy[i] * xhat[i];
-                            dbeta[i] += dy[i];
-                        }
-                        // dx = (g − mean(g) − x̂·mean(g·x̂)) / σ, with g = dy·γ.
-                        let g_mean = sum_by(&g, |v| v) / width as f32;
-                        let gx_mean = dot(&g, &xhat) / width as f32;
-                        for i in 0..width {
-                            dx[i] = (g[i] - g_mean - xhat[i] * gx_mean) * inv_std;
-                        }
-                    }
-                },
-            );
-            (dgamma, dbeta)
-        })
-        // Partial sums are added in task order: the same result however
-        // the tasks were scheduled.
-        .collect::<Vec<_>>()
-        .into_iter()
-        .fold(zeros(), |(mut ga, mut ba), (gb, bb)| {
-            ga.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
-            ba.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
-            (ga, ba)
-        });
+    let rows = x.len() / width;
+    let task = rows_per_task(rows);
+    let zeros = vec![0.0; width];
+    let (grad_x, partials) = filled_rows(rows, &zeros, task, |t, dx| {
+        let (x, dy) = (
+            task_slice(x, width, t, task),
+            task_slice(grad, width, t, task),
+        );
+        backward_rows(x, gamma, dy, epsilon, dx)
+    });
+    let [grad_gamma, grad_beta] = sum_in_order(partials, [width; 2]);
     [grad_x, grad_gamma, grad_beta]
 }
 

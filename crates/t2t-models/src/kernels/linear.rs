@@ -1,9 +1,13 @@
 //! A Linear layer over rows, `x·W + b`, as one operation: the output starts
 //! as the bias and the product accumulates onto it, so that no pass adds the
 //! bias and no buffer is zeroed first; the backward pass is two products and
-//! a column sum. [`norm_linear`](super::norm_linear) runs the same after its
+//! a column sum per task of rows (see [`super::row_tasks`]). [`norm_linear`](super::norm_linear) runs the same after its
 //! LayerNorm.
 
+use super::math::vectorised;
+use super::matrix::{matmul, Mat, MatMut};
+use super::row_tasks::{filled_rows, rows_per_task, sum_in_order, task_slice};
+use super::{check_shapes, on_flex, read, write};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -13,68 +17,91 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::Tensor;
-use rayon::prelude::*;
 
-use super::matrix::{matmul_threaded, Mat, MatMut};
-use super::{check_shapes, on_flex, read, write};
-
-/// Rows per parallel task of the bias sums.
-const ROWS: usize = 256;
-
-/// `x·W + b` for `x` `[rows, in]`, W `[in, out]` and b `[out]`.
+/// `x·W + b` for `x` `[rows, in]`, W `[in, out]` and b `[out]`: each task's
+/// output rows start as the bias and its product accumulates onto them, so
+/// that no pass adds the bias and no buffer is zeroed first.
 pub(crate) fn forward(x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let d_out = bias.len();
     let d_in = weight.len() / d_out;
     let rows = x.len() / d_in;
-    let mut y = Vec::with_capacity(rows * d_out);
-    for _ in 0..rows {
-        y.extend_from_slice(bias);
-    }
-    matmul_threaded(
-        MatMut::dense(&mut y, rows, d_out),
+    let task = rows_per_task(rows);
+    let (y, _) = filled_rows(rows, bias, task, |t, y| {
+        accumulate_rows(task_slice(x, d_in, t, task), weight, d_out, y)
+    });
+    y
+}
+
+/// `y += x·W` for rows `x` `[rows, in]`, W `[in, out]` and `y` `[rows, out]`,
+/// on the calling thread.
+pub(super) fn accumulate_rows(x: &[f32], weight: &[f32], d_out: usize, y: &mut [f32]) {
+    let d_in = weight.len() / d_out;
+    let rows = y.len() / d_out;
+    matmul(
+        MatMut::dense(y, rows, d_out),
         Mat::dense(x, rows, d_in),
         Mat::dense(weight, d_in, d_out),
+        1.0,
         true,
     );
-    y
 }
 
 /// The gradients of x, W and b, from the output gradient `grad` `[rows, out]`.
 pub(crate) fn backward(x: &[f32], weight: &[f32], d_out: usize, grad: &[f32]) -> [Vec<f32>; 3] {
     let d_in = weight.len() / d_out;
     let rows = x.len() / d_in;
-    let grad_y = Mat::dense(grad, rows, d_out);
+    let task = rows_per_task(rows);
+    let (grad_x, partials) = filled_rows(rows, &vec![0.0; d_in], task, |t, dx| {
+        let (x, dy) = (
+            task_slice(x, d_in, t, task),
+            task_slice(grad, d_out, t, task),
+        );
+        backward_rows(x, weight, d_out, dy, dx)
+    });
+    let [grad_weight, grad_bias] = sum_in_order(partials, [d_in * d_out, d_out]);
+    [grad_x, grad_weight, grad_bias]
+}
+
+/// One task's share of the backward pass, on the calling thread: the input
+/// gradient of rows `x` `[rows, in]` into `dx`, from their output gradient
+/// `dy` `[rows, out]`; returns their shares of the W and b gradients.
+pub(super) fn backward_rows(
+    x: &[f32],
+    weight: &[f32],
+    d_out: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> [Vec<f32>; 2] {
+    let d_in = weight.len() / d_out;
+    let rows = dy.len() / d_out;
+    let grad_y = Mat::dense(dy, rows, d_out);
+    matmul(
+        MatMut::dense(dx, rows, d_in),
+        grad_y,
+        Mat::dense(weight, d_in, d_out).t(),
+        1.0,
+        false,
+    );
     let mut grad_weight = vec![0.0; d_in * d_out];
-    matmul_threaded(
+    matmul(
         MatMut::dense(&mut grad_weight, d_in, d_out),
         Mat::dense(x, rows, d_in).t(),
         grad_y,
+        1.0,
         false,
     );
-    let mut grad_x = vec![0.0; rows * d_in];
-    matmul_threaded(
-        MatMut::dense(&mut grad_x, rows, d_in),
-        grad_y,
-        Mat::dense(weight, d_in, d_out).t(),
-        false,
-    );
-    // Column sums in task order: the same result however tasks were scheduled.
-    let grad_bias = grad
-        .par_chunks(ROWS * d_out)
-        .map(|dy| {
-            let mut sums = vec![0.0; d_out];
+    let mut grad_bias = vec![0.0; d_out];
+    vectorised(
+        #[inline(always)]
+        || {
             for dy in dy.chunks_exact(d_out) {
-                sums.iter_mut().zip(dy).for_each(|(s, d)| *s += d);
+                for (sum, dy) in grad_bias.iter_mut().zip(dy) {
+                    *sum += dy;
+                }
             }
-            sums
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .fold(vec![0.0; d_out], |mut total, sums| {
-            total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
-            total
-        });
-    [grad_x, grad_weight, grad_bias]
+        },
+    );
+    [grad_weight, grad_bias]
 }
 
 /// Checks x `[rows, in]` and W `[in, out]` (both sizes positive) against

@@ -93,23 +93,6 @@ impl<'a> MatMut<'a> {
 /// `dst = scale·lhs·rhs`, or `dst += scale·lhs·rhs` with `accumulate`, on
 /// the calling thread.
 pub(crate) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, scale: f32, accumulate: bool) {
-    product(dst, lhs, rhs, scale, accumulate, gemm::Parallelism::None);
-}
-
-/// `dst = lhs·rhs`, or `dst += lhs·rhs` when `accumulate`, for one large
-/// product, on all cores.
-pub(crate) fn matmul_threaded(dst: MatMut, lhs: Mat, rhs: Mat, accumulate: bool) {
-    product(dst, lhs, rhs, 1.0, accumulate, gemm::Parallelism::Rayon(0));
-}
-
-fn product(
-    dst: MatMut,
-    lhs: Mat,
-    rhs: Mat,
-    scale: f32,
-    accumulate: bool,
-    parallelism: gemm::Parallelism,
-) {
     assert!(
         lhs.cols == rhs.rows && dst.rows == lhs.rows && dst.cols == rhs.cols,
         "matmul shapes: [{}, {}] = [{}, {}]·[{}, {}]",
@@ -154,7 +137,7 @@ fn product(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }

@@ -25,6 +25,7 @@ mod math;
 mod matrix;
 mod norm_linear;
 mod performer;
+mod row_tasks;
 pub mod simd;
 mod soft_split;
 

@@ -2,7 +2,8 @@
 //! Every pre-norm sublayer starts so, and as two operations the normalised
 //! activations would be kept for the Linear layer's weight gradient, a
 //! second full copy of the input; here only the input is kept, and the
-//! backward pass normalises it again.
+//! backward pass normalises it again. Both passes work a task of rows at a
+//! time, so the normalised rows live only in a task's own buffer.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -14,19 +15,32 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::Tensor;
 
+use super::row_tasks::{filled_rows, rows_per_task, sum_in_order, task_slice};
 use super::{check_shapes, layer_norm, linear, on_flex, read, write};
 
+/// `LN(x)·W + b`, a task of rows at a time: each task normalises its rows
+/// into a buffer of its own and accumulates their product onto its output
+/// rows, which start as the bias.
 fn forward(
     x: &[f32],
     [gamma, beta]: [&[f32]; 2],
     [weight, bias]: [&[f32]; 2],
     epsilon: f32,
 ) -> Vec<f32> {
-    let normalised = layer_norm::forward(x, gamma, beta, epsilon);
-    linear::forward(&normalised, weight, bias)
+    let (d_in, d_out) = (gamma.len(), bias.len());
+    let rows = x.len() / d_in;
+    let task = rows_per_task(rows);
+    let (y, _) = filled_rows(rows, bias, task, |t, y| {
+        let x = task_slice(x, d_in, t, task);
+        let mut normalised = vec![0.0; x.len()];
+        layer_norm::normalise_rows(x, gamma, beta, epsilon, &mut normalised);
+        linear::accumulate_rows(&normalised, weight, d_out, y);
+    });
+    y
 }
 
-/// Gradients of x, γ, β, W and b.
+/// Gradients of x, γ, β, W and b, a task of rows at a time: each task
+/// normalises its rows again and runs both backward passes on them.
 fn backward(
     x: &[f32],
     [gamma, beta]: [&[f32]; 2],
@@ -34,12 +48,25 @@ fn backward(
     grad: &[f32],
     epsilon: f32,
 ) -> [Vec<f32>; 5] {
-    let d_out = weight.len() / gamma.len();
-    let normalised = layer_norm::forward(x, gamma, beta, epsilon);
-    let [grad_normalised, grad_weight, grad_bias] =
-        linear::backward(&normalised, weight, d_out, grad);
-    drop(normalised);
-    let [grad_x, grad_gamma, grad_beta] = layer_norm::backward(x, gamma, &grad_normalised, epsilon);
+    let d_in = gamma.len();
+    let d_out = weight.len() / d_in;
+    let rows = x.len() / d_in;
+    let task = rows_per_task(rows);
+    let (grad_x, partials) = filled_rows(rows, &vec![0.0; d_in], task, |t, dx| {
+        let (x, dy) = (
+            task_slice(x, d_in, t, task),
+            task_slice(grad, d_out, t, task),
+        );
+        let mut normalised = vec![0.0; x.len()];
+        layer_norm::normalise_rows(x, gamma, beta, epsilon, &mut normalised);
+        let mut grad_normalised = vec![0.0; x.len()];
+        let [dweight, dbias] =
+            linear::backward_rows(&normalised, weight, d_out, dy, &mut grad_normalised);
+        let [dgamma, dbeta] = layer_norm::backward_rows(x, gamma, &grad_normalised, epsilon, dx);
+        [dgamma, dbeta, dweight, dbias]
+    });
+    let [grad_gamma, grad_beta, grad_weight, grad_bias] =
+        sum_in_order(partials, [d_in, d_in, d_in * d_out, d_out]);
     [grad_x, grad_gamma, grad_beta, grad_weight, grad_bias]
 }
 

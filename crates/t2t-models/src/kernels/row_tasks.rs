@@ -1,0 +1,114 @@
+//! Row-wise kernels (LayerNorm, Linear) split their rows into parallel tasks
+//! whose number depends on the shape alone, never on the number of cores, and
+//! add the tasks' partial sums (weight and bias gradients) in task order: the
+//! results are the same however the tasks were scheduled, which exact resume
+//! relies on. Each task's products run on its own core, over its own rows, so
+//! a weight gradient is spread over the cores along the rows it sums over.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+/// Tasks a row-wise kernel splits its rows into, when there are enough rows.
+const TASKS: usize = 16;
+/// Fewest rows per task: below this a task's products cost more to set up
+/// than splitting saves.
+const MIN_ROWS: usize = 64;
+
+/// Rows per task for `rows` rows.
+pub(super) fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(TASKS).max(MIN_ROWS)
+}
+
+/// `rows` rows as wide as `start`, filled by parallel tasks of `task_rows`
+/// rows each: a task's rows start as copies of `start`, then `fill` gets the
+/// task's index and its rows. Returns the rows and what each task returned,
+/// in task order. Each task initialises its own rows, so the buffer is
+/// neither zeroed first nor written by one core alone.
+pub(super) fn filled_rows<R: Send>(
+    rows: usize,
+    start: &[f32],
+    task_rows: usize,
+    fill: impl Fn(usize, &mut [f32]) -> R + Sync,
+) -> (Vec<f32>, Vec<R>) {
+    let width = start.len();
+    let len = rows * width;
+    if len == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let mut values = Vec::with_capacity(len);
+    let results = values.spare_capacity_mut()[..len]
+        .par_chunks_mut(task_rows * width)
+        .enumerate()
+        .map(|(task, piece)| {
+            for row in piece.chunks_exact_mut(width) {
+                for (slot, &value) in row.iter_mut().zip(start) {
+                    slot.write(value);
+                }
+            }
+            // SAFETY: every element of `piece` was initialised just above,
+            // and f32 has the layout of MaybeUninit<f32>.
+            let piece = unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            fill(task, piece)
+        })
+        .collect();
+    // SAFETY: the tasks initialised all `len` elements (the chunks cover them).
+    unsafe { values.set_len(len) };
+    (values, results)
+}
+
+/// The rows of `values` (each `width` wide) that task `task` works on.
+pub(super) fn task_slice(values: &[f32], width: usize, task: usize, task_rows: usize) -> &[f32] {
+    let start = (task * task_rows * width).min(values.len());
+    let end = (start + task_rows * width).min(values.len());
+    &values[start..end]
+}
+
+/// The element-wise sums of the tasks' partial results, added in task order;
+/// zeros of `lengths` when there were no tasks.
+pub(super) fn sum_in_order<const N: usize>(
+    partials: Vec<[Vec<f32>; N]>,
+    lengths: [usize; N],
+) -> [Vec<f32>; N] {
+    partials
+        .into_iter()
+        .reduce(|mut total, part| {
+            for (total, part) in total.iter_mut().zip(part) {
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            }
+            total
+        })
+        .unwrap_or_else(|| lengths.map(|len| vec![0.0; len]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_starts_as_given_and_tasks_report_in_order() {
+        let rows = 1000;
+        let task_rows = rows_per_task(rows);
+        let (values, firsts) = filled_rows(rows, &[1.0, 2.0], task_rows, |task, piece| {
+            piece[0] += task as f32;
+            (task, piece.len() / 2)
+        });
+        assert_eq!(values.len(), 2 * rows);
+        assert_eq!(firsts.len(), rows.div_ceil(task_rows));
+        for (i, &(task, task_len)) in firsts.iter().enumerate() {
+            assert_eq!(task, i);
+            assert_eq!(task_len, task_rows.min(rows - i * task_rows));
+            let first = i * task_rows * 2;
+            assert_eq!(values[first..first + 2], [1.0 + i as f32, 2.0]);
+        }
+        assert!(values.chunks(2).all(|row| row[1] == 2.0));
+    }
+
+    #[test]
+    fn partial_sums_add_up_and_empty_work_gives_zeros() {
+        let parts = vec![[vec![1.0, 2.0], vec![3.0]], [vec![10.0, 20.0], vec![30.0]]];
+        assert_eq!(sum_in_order(parts, [2, 1]), [vec![11.0, 22.0], vec![33.0]]);
+        assert_eq!(sum_in_order::<1>(Vec::new(), [3]), [vec![0.0; 3]]);
+        assert_eq!(filled_rows(0, &[1.0], 64, |_, _| ()).0, Vec::<f32>::new());
+    }
+}
