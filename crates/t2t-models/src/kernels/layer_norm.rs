@@ -59,6 +59,9 @@ pub(super) fn backward_rows(
             let rows = dx.chunks_exact_mut(width).zip(x.chunks_exact(width));
             for ((dx, x), dy) in rows.zip(dy.chunks_exact(width)) {
                 let (mean, inv_std) = row_stats(x, epsilon);
+                // Every slice re-cut to `width`, so the loops need no bounds checks.
+                let (xhat, g, gamma) = (&mut xhat[..width], &mut g[..width], &gamma[..width]);
+                let (dgamma, dbeta) = (&mut dgamma[..width], &mut dbeta[..width]);
                 for i in 0..width {
                     xhat[i] = (x[i] - mean) * inv_std;
                     g[i] = dy[i] * gamma[i];
@@ -66,8 +69,8 @@ pub(super) fn backward_rows(
                     dbeta[i] += dy[i];
                 }
                 // dx = (g − mean(g) − x̂·mean(g·x̂)) / σ, with g = dy·γ.
-                let g_mean = sum_by(&g, |v| v) / width as f32;
-                let gx_mean = dot(&g, &xhat) / width as f32;
+                let g_mean = sum_by(g, |v| v) / width as f32;
+                let gx_mean = dot(g, xhat) / width as f32;
                 for i in 0..width {
                     dx[i] = (g[i] - g_mean - xhat[i] * gx_mean) * inv_std;
                 }
