@@ -4,7 +4,7 @@
 //! its input and recomputes each row's mean and deviation from it.
 
 use super::math::{dot, sum_by, vectorised};
-use super::row_tasks::{filled_rows, rows_per_task, sum_in_order, task_slice};
+use super::row_tasks::{filled_rows, sum_in_order, task_slice};
 use super::{check_shapes, on_flex, read, write};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -80,11 +80,18 @@ pub(super) fn backward_rows(
     [dgamma, dbeta]
 }
 
+/// Elements per parallel task (whole rows).
+const CHUNK: usize = 1 << 14;
+
+fn rows_per_task(width: usize) -> usize {
+    (CHUNK / width).max(1)
+}
+
 /// LayerNorm of the rows of `x` (each as wide as γ).
 fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
     let width = gamma.len();
     let rows = x.len() / width;
-    let task = rows_per_task(rows);
+    let task = rows_per_task(width);
     let zeros = vec![0.0; width];
     let (y, _) = filled_rows(rows, &zeros, task, |t, y| {
         normalise_rows(task_slice(x, width, t, task), gamma, beta, epsilon, y)
@@ -96,7 +103,7 @@ fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
 fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
     let width = gamma.len();
     let rows = x.len() / width;
-    let task = rows_per_task(rows);
+    let task = rows_per_task(width);
     let zeros = vec![0.0; width];
     let (grad_x, partials) = filled_rows(rows, &zeros, task, |t, dx| {
         let (x, dy) = (

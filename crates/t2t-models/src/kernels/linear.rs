@@ -5,8 +5,8 @@
 //! LayerNorm.
 
 use super::math::vectorised;
-use super::matrix::{matmul, Mat, MatMut};
-use super::row_tasks::{filled_rows, rows_per_task, sum_in_order, task_slice};
+use super::matrix::{matmul_on, Mat, MatMut, Threads};
+use super::row_tasks::{filled_rows, sum_in_order, task_slice, Split};
 use super::{check_shapes, on_flex, read, write};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -25,19 +25,27 @@ pub(crate) fn forward(x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
     let d_out = bias.len();
     let d_in = weight.len() / d_out;
     let rows = x.len() / d_in;
-    let task = rows_per_task(rows);
-    let (y, _) = filled_rows(rows, bias, task, |t, y| {
-        accumulate_rows(task_slice(x, d_in, t, task), weight, d_out, y)
+    let split = Split::of(rows);
+    let (y, _) = filled_rows(rows, bias, split.rows, |t, y| {
+        let x = task_slice(x, d_in, t, split.rows);
+        accumulate_rows(split.threads, x, weight, d_out, y)
     });
     y
 }
 
 /// `y += x·W` for rows `x` `[rows, in]`, W `[in, out]` and `y` `[rows, out]`,
-/// on the calling thread.
-pub(super) fn accumulate_rows(x: &[f32], weight: &[f32], d_out: usize, y: &mut [f32]) {
+/// on `threads`.
+pub(super) fn accumulate_rows(
+    threads: Threads,
+    x: &[f32],
+    weight: &[f32],
+    d_out: usize,
+    y: &mut [f32],
+) {
     let d_in = weight.len() / d_out;
     let rows = y.len() / d_out;
-    matmul(
+    matmul_on(
+        threads,
         MatMut::dense(y, rows, d_out),
         Mat::dense(x, rows, d_in),
         Mat::dense(weight, d_in, d_out),
@@ -50,22 +58,21 @@ pub(super) fn accumulate_rows(x: &[f32], weight: &[f32], d_out: usize, y: &mut [
 pub(crate) fn backward(x: &[f32], weight: &[f32], d_out: usize, grad: &[f32]) -> [Vec<f32>; 3] {
     let d_in = weight.len() / d_out;
     let rows = x.len() / d_in;
-    let task = rows_per_task(rows);
-    let (grad_x, partials) = filled_rows(rows, &vec![0.0; d_in], task, |t, dx| {
-        let (x, dy) = (
-            task_slice(x, d_in, t, task),
-            task_slice(grad, d_out, t, task),
-        );
-        backward_rows(x, weight, d_out, dy, dx)
+    let split = Split::of(rows);
+    let (grad_x, partials) = filled_rows(rows, &vec![0.0; d_in], split.rows, |t, dx| {
+        let x = task_slice(x, d_in, t, split.rows);
+        let dy = task_slice(grad, d_out, t, split.rows);
+        backward_rows(split.threads, x, weight, d_out, dy, dx)
     });
     let [grad_weight, grad_bias] = sum_in_order(partials, [d_in * d_out, d_out]);
     [grad_x, grad_weight, grad_bias]
 }
 
-/// One task's share of the backward pass, on the calling thread: the input
-/// gradient of rows `x` `[rows, in]` into `dx`, from their output gradient
-/// `dy` `[rows, out]`; returns their shares of the W and b gradients.
+/// One task's share of the backward pass, its products on `threads`: the
+/// input gradient of rows `x` `[rows, in]` into `dx`, from their output
+/// gradient `dy` `[rows, out]`; returns their shares of the W and b gradients.
 pub(super) fn backward_rows(
+    threads: Threads,
     x: &[f32],
     weight: &[f32],
     d_out: usize,
@@ -75,7 +82,8 @@ pub(super) fn backward_rows(
     let d_in = weight.len() / d_out;
     let rows = dy.len() / d_out;
     let grad_y = Mat::dense(dy, rows, d_out);
-    matmul(
+    matmul_on(
+        threads,
         MatMut::dense(dx, rows, d_in),
         grad_y,
         Mat::dense(weight, d_in, d_out).t(),
@@ -83,7 +91,8 @@ pub(super) fn backward_rows(
         false,
     );
     let mut grad_weight = vec![0.0; d_in * d_out];
-    matmul(
+    matmul_on(
+        threads,
         MatMut::dense(&mut grad_weight, d_in, d_out),
         Mat::dense(x, rows, d_in).t(),
         grad_y,

@@ -1,6 +1,7 @@
 //! Strided matrix views over f32 slices and a bounds-checked product on
 //! them. The fused kernels split their work into independent tiles across
-//! cores themselves, so each product here runs on the calling thread.
+//! cores themselves, so products run on the calling thread unless asked to
+//! spread over the cores.
 
 /// A read-only `rows × cols` matrix inside a slice: element (i, j) is at
 /// `offset + i·row_stride + j·col_stride`.
@@ -90,9 +91,30 @@ impl<'a> MatMut<'a> {
     }
 }
 
+/// Where a product runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Threads {
+    /// On the calling thread: the caller spreads its work over the cores.
+    Calling,
+    /// Spread over all cores.
+    All,
+}
+
 /// `dst = scale·lhs·rhs`, or `dst += scale·lhs·rhs` with `accumulate`, on
 /// the calling thread.
 pub(crate) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, scale: f32, accumulate: bool) {
+    matmul_on(Threads::Calling, dst, lhs, rhs, scale, accumulate);
+}
+
+/// [`matmul`] on `threads`.
+pub(crate) fn matmul_on(
+    threads: Threads,
+    dst: MatMut,
+    lhs: Mat,
+    rhs: Mat,
+    scale: f32,
+    accumulate: bool,
+) {
     assert!(
         lhs.cols == rhs.rows && dst.rows == lhs.rows && dst.cols == rhs.cols,
         "matmul shapes: [{}, {}] = [{}, {}]·[{}, {}]",
@@ -137,7 +159,10 @@ pub(crate) fn matmul(dst: MatMut, lhs: Mat, rhs: Mat, scale: f32, accumulate: bo
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            match threads {
+                Threads::Calling => gemm::Parallelism::None,
+                Threads::All => gemm::Parallelism::Rayon(0),
+            },
         );
     }
 }

@@ -15,7 +15,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::Tensor;
 
-use super::row_tasks::{filled_rows, rows_per_task, sum_in_order, task_slice};
+use super::row_tasks::{filled_rows, sum_in_order, task_slice, Split};
 use super::{check_shapes, layer_norm, linear, on_flex, read, write};
 
 /// `LN(x)·W + b`, a task of rows at a time: each task normalises its rows
@@ -29,12 +29,12 @@ fn forward(
 ) -> Vec<f32> {
     let (d_in, d_out) = (gamma.len(), bias.len());
     let rows = x.len() / d_in;
-    let task = rows_per_task(rows);
-    let (y, _) = filled_rows(rows, bias, task, |t, y| {
-        let x = task_slice(x, d_in, t, task);
+    let split = Split::of(rows);
+    let (y, _) = filled_rows(rows, bias, split.rows, |t, y| {
+        let x = task_slice(x, d_in, t, split.rows);
         let mut normalised = vec![0.0; x.len()];
         layer_norm::normalise_rows(x, gamma, beta, epsilon, &mut normalised);
-        linear::accumulate_rows(&normalised, weight, d_out, y);
+        linear::accumulate_rows(split.threads, &normalised, weight, d_out, y);
     });
     y
 }
@@ -51,17 +51,21 @@ fn backward(
     let d_in = gamma.len();
     let d_out = weight.len() / d_in;
     let rows = x.len() / d_in;
-    let task = rows_per_task(rows);
-    let (grad_x, partials) = filled_rows(rows, &vec![0.0; d_in], task, |t, dx| {
-        let (x, dy) = (
-            task_slice(x, d_in, t, task),
-            task_slice(grad, d_out, t, task),
-        );
+    let split = Split::of(rows);
+    let (grad_x, partials) = filled_rows(rows, &vec![0.0; d_in], split.rows, |t, dx| {
+        let x = task_slice(x, d_in, t, split.rows);
+        let dy = task_slice(grad, d_out, t, split.rows);
         let mut normalised = vec![0.0; x.len()];
         layer_norm::normalise_rows(x, gamma, beta, epsilon, &mut normalised);
         let mut grad_normalised = vec![0.0; x.len()];
-        let [dweight, dbias] =
-            linear::backward_rows(&normalised, weight, d_out, dy, &mut grad_normalised);
+        let [dweight, dbias] = linear::backward_rows(
+            split.threads,
+            &normalised,
+            weight,
+            d_out,
+            dy,
+            &mut grad_normalised,
+        );
         let [dgamma, dbeta] = layer_norm::backward_rows(x, gamma, &grad_normalised, epsilon, dx);
         [dgamma, dbeta, dweight, dbias]
     });

@@ -2,22 +2,46 @@
 //! whose number depends on the shape alone, never on the number of cores, and
 //! add the tasks' partial sums (weight and bias gradients) in task order: the
 //! results are the same however the tasks were scheduled, which exact resume
-//! relies on. Each task's products run on its own core, over its own rows, so
-//! a weight gradient is spread over the cores along the rows it sums over.
+//! relies on. With many rows, each task's products run on its own core, over
+//! its own rows, so that a weight gradient is spread over the cores along the
+//! rows it sums over; with few, one task's products use every core.
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-/// Tasks a row-wise kernel splits its rows into, when there are enough rows.
+use super::matrix::Threads;
+
+/// Tasks a row-wise product splits its rows into, when there are enough rows.
 const TASKS: usize = 16;
 /// Fewest rows per task: below this a task's products cost more to set up
-/// than splitting saves.
-const MIN_ROWS: usize = 64;
+/// (packing the weight) than splitting saves.
+const MIN_ROWS: usize = 256;
 
-/// Rows per task for `rows` rows.
-pub(super) fn rows_per_task(rows: usize) -> usize {
-    rows.div_ceil(TASKS).max(MIN_ROWS)
+/// How a row-wise product kernel splits `rows` rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Split {
+    /// Rows per task.
+    pub rows: usize,
+    /// How each task's products run: with few rows there is one task, and
+    /// its products spread over the cores themselves.
+    pub threads: Threads,
+}
+
+impl Split {
+    pub fn of(rows: usize) -> Self {
+        if rows < TASKS * MIN_ROWS {
+            Self {
+                rows: rows.max(1),
+                threads: Threads::All,
+            }
+        } else {
+            Self {
+                rows: rows.div_ceil(TASKS),
+                threads: Threads::Calling,
+            }
+        }
+    }
 }
 
 /// `rows` rows as wide as `start`, filled by parallel tasks of `task_rows`
@@ -87,8 +111,8 @@ mod tests {
 
     #[test]
     fn every_row_starts_as_given_and_tasks_report_in_order() {
-        let rows = 1000;
-        let task_rows = rows_per_task(rows);
+        let rows = 5000;
+        let task_rows = Split::of(rows).rows;
         let (values, firsts) = filled_rows(rows, &[1.0, 2.0], task_rows, |task, piece| {
             piece[0] += task as f32;
             (task, piece.len() / 2)
@@ -102,6 +126,15 @@ mod tests {
             assert_eq!(values[first..first + 2], [1.0 + i as f32, 2.0]);
         }
         assert!(values.chunks(2).all(|row| row[1] == 2.0));
+    }
+
+    #[test]
+    fn many_rows_split_into_tasks_and_few_stay_whole() {
+        let many = Split::of(16 * 300);
+        assert_eq!((many.rows, many.threads), (300, Threads::Calling));
+        let few = Split::of(197);
+        assert_eq!((few.rows, few.threads), (197, Threads::All));
+        assert_eq!(Split::of(0).rows, 1);
     }
 
     #[test]
