@@ -255,7 +255,9 @@ def main():
                 "final": {"raw": history[-1]["top1"], "ema": history[-1]["ema_top1"]},
                 "best": best,
                 "train_loss": history[-1]["train_loss"],
-                "epoch_seconds": sorted(epoch_seconds)[len(epoch_seconds) // 2],
+                # The mean over all epochs, first included, as t2t reports it
+                # (its training seconds over the epochs).
+                "epoch_seconds": sum(epoch_seconds) / len(epoch_seconds),
                 "history": history,
             }
         )

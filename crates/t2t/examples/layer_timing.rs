@@ -1,0 +1,170 @@
+//! Where a training step of the CIFAR shape spends its time: forward and
+//! backward milliseconds of each layer of `t2t_vit_7_cifar` (and of the
+//! operations inside the first T2T layer and a block) at the shapes the model
+//! gives them, on the CPU backend, in training mode.
+//!
+//!     cargo run --release -p t2t --example layer_timing [BATCH]
+//!
+//! Each row is the median of 7 runs after one untimed run. The backward time
+//! includes the gradient of a sum over the output, which costs about as much
+//! as the `residual add` row's backward.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use t2t_models::kernels::{gelu, performer_attention, qkv_attention};
+use t2t_models::layers::{
+    dense, layer_norm, linear, set_stochastic, AttentionConfig, Block, Mlp, SoftSplit, Sublayer,
+    TokenPerformer,
+};
+
+/// Activations are allocated and freed at every operation: keep them mapped,
+/// as the `t2t` binary does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// `mi_option_purge_delay` in mimalloc.h (v3); -1: never hand memory back.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+const RUNS: usize = 7;
+
+/// Prints the median forward and backward milliseconds of `layer` on `input`.
+fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>) -> Tensor<3>) {
+    let (mut forward, mut backward) = (Vec::new(), Vec::new());
+    for run in 0..=RUNS {
+        let x = input.clone().require_grad();
+        let started = Instant::now();
+        let total = layer(x.clone()).sum();
+        total.clone().into_scalar::<f32>();
+        let forward_ms = started.elapsed().as_secs_f64() * 1e3;
+        let started = Instant::now();
+        let grads = total.backward();
+        x.grad(&grads)
+            .expect("a gradient")
+            .sum()
+            .into_scalar::<f32>();
+        if run > 0 {
+            forward.push(forward_ms);
+            backward.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "| {name} | {:.1} | {:.1} |",
+        median(forward),
+        median(backward)
+    );
+}
+
+fn main() {
+    // SAFETY: sets a process-wide option before any allocation of note.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    let batch: usize = std::env::args()
+        .nth(1)
+        .map(|b| b.parse().expect("BATCH is a positive number"))
+        .unwrap_or(128);
+    let device = Device::flex().autodiff();
+    let random =
+        |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let (first_split, later_split) = (SoftSplit::new(3, 1, 1), SoftSplit::new(3, 2, 1));
+    let first = set_stochastic(TokenPerformer::new(27, 64, &device), true);
+    let second = set_stochastic(TokenPerformer::new(576, 64, &device), true);
+    let project = linear(576, 256, true, &device);
+    let attention = AttentionConfig {
+        dim: 256,
+        num_heads: 4,
+        qkv_bias: false,
+        qk_scale: None,
+        attn_drop: 0.0,
+        proj_drop: 0.0,
+        squeeze_excite: false,
+    }
+    .init(&device);
+    let mlp = Mlp::new(256, 512, 256, 0.0, &device);
+    let block = set_stochastic(
+        Block::new(256, attention.clone(), mlp.clone(), 0.1, 1e-6, &device),
+        true,
+    );
+    let norm = layer_norm(256, 1e-6, &device);
+
+    lscpu_model_name();
+    println!("t2t_vit_7_cifar layers at batch {batch} (ms)\n");
+    println!("| layer | forward | backward |\n|---|---|---|");
+    let image = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    time("soft split 0: image → 1024 tokens × 27", &image, |x| {
+        first_split.forward(x)
+    });
+    let tokens = random([batch, 1024, 27]);
+    time(
+        "T2T layer 1 (Performer, 27 → 64, 1024 tokens)",
+        &tokens,
+        |x| first.forward(x),
+    );
+    time("· LayerNorm + kqv 27 → 192", &tokens, |x| {
+        first.norm1.then_linear(&first.kqv, x)
+    });
+    let kqv = random([batch, 1024, 192]);
+    let features = first.w.val();
+    time("· Performer attention", &kqv, |x| {
+        performer_attention(x, features.clone())
+    });
+    let hidden = random([batch, 1024, 64]);
+    time("· v cut from kqv + the proj branch", &kqv, |x| {
+        x.narrow(2, 128, 64) + hidden.clone()
+    });
+    time("· proj 64 → 64", &hidden, |x| dense(&first.proj, x));
+    time("· LayerNorm + fc1 64 → 64", &hidden, |x| {
+        first.norm2.then_linear(&first.mlp.fc1, x)
+    });
+    time("· GELU", &hidden, gelu);
+    time("· fc2 64 → 64", &hidden, |x| dense(&first.mlp.fc2, x));
+    time("· dropout 0.1", &hidden, |x| first.dp.forward(x));
+    time("· residual add", &hidden, |x| x.clone() + x);
+    time("soft split 1: 1024 → 256 tokens × 576", &hidden, |x| {
+        later_split.forward_tokens(x)
+    });
+    let tokens = random([batch, 256, 576]);
+    time(
+        "T2T layer 2 (Performer, 576 → 64, 256 tokens)",
+        &tokens,
+        |x| second.forward(x),
+    );
+    time("· LayerNorm + kqv 576 → 192", &tokens, |x| {
+        second.norm1.then_linear(&second.kqv, x)
+    });
+    let hidden = random([batch, 256, 64]);
+    time("soft split 2: 256 → 64 tokens × 576", &hidden, |x| {
+        later_split.forward_tokens(x)
+    });
+    let tokens = random([batch, 64, 576]);
+    time("project 576 → 256", &tokens, |x| dense(&project, x));
+    let tokens = random([batch, 65, 256]);
+    time("block (256 wide, 65 tokens, MLP 512)", &tokens, |x| {
+        block.forward(x)
+    });
+    time("· LayerNorm + attention", &tokens, |x| {
+        attention.forward_normed(&norm, x)
+    });
+    let qkv = random([batch, 65, 768]);
+    time("· · softmax attention of qkv", &qkv, |x| {
+        qkv_attention(x, 4, 0.125, None)
+    });
+    time("· LayerNorm + MLP", &tokens, |x| {
+        mlp.forward_normed(&norm, x)
+    });
+}
+
+/// The CPU's model name, as `lscpu` prints it.
+fn lscpu_model_name() {
+    let output = std::process::Command::new("lscpu").output();
+    let text = output
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let name = text
+        .lines()
+        .find(|l| l.starts_with("Model name"))
+        .unwrap_or("Model name: unknown");
+    println!("{}", name.split_whitespace().collect::<Vec<_>>().join(" "));
+}
