@@ -4,7 +4,9 @@
 # handwritten digits in CIFAR-10 binary layout: t2t_vit_7_cifar at depth 4,
 # the `cifar` preset (AdamW 1e-3, wd 0.05, warm-up then cosine per step,
 # label smoothing 0.1, drop path 0.1, EMA 0.9998 with warm-up, batch 128),
-# no flips. The two sides alternate, seed by seed.
+# no flips. The two sides alternate, seed by seed. The time per epoch is
+# each side's training loop (steps, data, augmentation; not evaluation)
+# averaged over all epochs, the first included.
 #
 #   bash bench/compare_training.sh [SEEDS] [EPOCHS]
 #
