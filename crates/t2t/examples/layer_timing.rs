@@ -26,6 +26,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 const RUNS: usize = 7;
+/// The largest batch: the first layer's activations take about 100 MB per
+/// 128 images, several times over.
+const MAX_BATCH: usize = 1024;
 
 /// Prints the median forward and backward milliseconds of `layer` on `input`.
 fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>) -> Tensor<3>) {
@@ -61,10 +64,14 @@ fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>)
 fn main() {
     // SAFETY: sets a process-wide option before any allocation of note.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    let batch: usize = std::env::args()
-        .nth(1)
-        .map(|b| b.parse().expect("BATCH is a positive number"))
-        .unwrap_or(128);
+    let batch = match std::env::args().nth(1).map(|b| b.parse::<usize>()) {
+        None => 128,
+        Some(Ok(batch)) if (1..=MAX_BATCH).contains(&batch) => batch,
+        Some(_) => {
+            eprintln!("error: BATCH must be a whole number from 1 to {MAX_BATCH}");
+            std::process::exit(2);
+        }
+    };
     let device = Device::flex().autodiff();
     let random =
         |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);

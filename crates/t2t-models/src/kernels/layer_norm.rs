@@ -3,9 +3,6 @@
 //! three full-size intermediates for the backward pass; this kernel keeps only
 //! its input and recomputes each row's mean and deviation from it.
 
-use super::math::{dot, sum_by, vectorised};
-use super::row_tasks::{filled_rows, sum_in_order, task_slice};
-use super::{check_shapes, on_flex, read, write};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -15,6 +12,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::{module, Tensor};
+
+use super::math::{dot, sum_by, vectorised};
+use super::row_tasks::{filled_rows, sum_in_order, task_slice};
+use super::{check_shapes, on_flex, read, write};
 
 /// Mean and 1/√(variance + ε) of one row (two passes, as PyTorch does).
 #[inline(always)]

@@ -1,13 +1,9 @@
 //! A Linear layer over rows, `x·W + b`, as one operation: the output starts
 //! as the bias and the product accumulates onto it, so that no pass adds the
 //! bias and no buffer is zeroed first; the backward pass is two products and
-//! a column sum per task of rows (see [`super::row_tasks`]). [`norm_linear`](super::norm_linear) runs the same after its
-//! LayerNorm.
+//! a column sum per task of rows (see [`super::row_tasks`]).
+//! [`norm_linear`](super::norm_linear) runs the same after its LayerNorm.
 
-use super::math::vectorised;
-use super::matrix::{matmul_on, Mat, MatMut, Threads};
-use super::row_tasks::{filled_rows, sum_in_order, task_slice, Split};
-use super::{check_shapes, on_flex, read, write};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -17,6 +13,11 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::Tensor;
+
+use super::math::vectorised;
+use super::matrix::{matmul_on, Mat, MatMut, Threads};
+use super::row_tasks::{filled_rows, sum_in_order, task_slice, Split};
+use super::{check_shapes, on_flex, read, write};
 
 /// `x·W + b` for `x` `[rows, in]`, W `[in, out]` and b `[out]`: each task's
 /// output rows start as the bias and its product accumulates onto them, so
