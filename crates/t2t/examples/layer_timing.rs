@@ -1,9 +1,11 @@
-//! Where a training step of the CIFAR shape spends its time: forward and
-//! backward milliseconds of each layer of `t2t_vit_7_cifar` (and of the
-//! operations inside the first T2T layer and a block) at the shapes the model
-//! gives them, on the CPU backend, in training mode.
+//! Where a training step spends its time: forward and backward milliseconds
+//! of each layer of `t2t_vit_7_cifar` at 32 px, or of `t2t_vit_7` at 224 px
+//! (and of the operations inside the first T2T layer and a block), at the
+//! shapes the model gives them, on the CPU backend, in training mode.
 //!
-//!     cargo run --release -p t2t --example layer_timing [BATCH]
+//!     cargo run --release -p t2t --example layer_timing [BATCH [SIDE]]
+//!
+//! BATCH defaults to 128 and SIDE, 32 or 224, to 32.
 //!
 //! Each row is the median of 7 runs after one untimed run. The backward time
 //! includes the gradient of a sum over the output, which costs about as much
@@ -29,6 +31,40 @@ const RUNS: usize = 7;
 /// The largest batch: the first layer's activations take about 100 MB per
 /// 128 images, several times over.
 const MAX_BATCH: usize = 1024;
+
+/// The two models' first soft split, `(kernel, stride, padding)`, by image
+/// side: the CIFAR variant's 3×3 keeps every pixel, the paper's 7×7 stride 4
+/// takes 224 px to 56×56 tokens. The later splits are 3×3 stride 2 in both.
+fn first_split(side: usize) -> Option<(usize, usize, usize)> {
+    match side {
+        32 => Some((3, 1, 1)),
+        224 => Some((7, 4, 2)),
+        _ => None,
+    }
+}
+
+/// Tokens along a side after a soft split.
+fn split_side(side: usize, (kernel, stride, padding): (usize, usize, usize)) -> usize {
+    (side + 2 * padding - kernel) / stride + 1
+}
+
+/// The whole-number argument at `position`, `default` when absent; exits
+/// with `refusal` when it is not one `valid` accepts.
+fn argument(
+    position: usize,
+    default: usize,
+    valid: impl Fn(usize) -> bool,
+    refusal: &str,
+) -> usize {
+    match std::env::args().nth(position).map(|a| a.parse::<usize>()) {
+        None => default,
+        Some(Ok(value)) if valid(value) => value,
+        Some(_) => {
+            eprintln!("error: {refusal}");
+            std::process::exit(2);
+        }
+    }
+}
 
 /// Prints the median forward and backward milliseconds of `layer` on `input`.
 fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>) -> Tensor<3>) {
@@ -64,19 +100,32 @@ fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>)
 fn main() {
     // SAFETY: sets a process-wide option before any allocation of note.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    let batch = match std::env::args().nth(1).map(|b| b.parse::<usize>()) {
-        None => 128,
-        Some(Ok(batch)) if (1..=MAX_BATCH).contains(&batch) => batch,
-        Some(_) => {
-            eprintln!("error: BATCH must be a whole number from 1 to {MAX_BATCH}");
-            std::process::exit(2);
-        }
-    };
+    let batch = argument(
+        1,
+        128,
+        |b| (1..=MAX_BATCH).contains(&b),
+        &format!("BATCH must be a whole number from 1 to {MAX_BATCH}"),
+    );
+    let side = argument(
+        2,
+        32,
+        |s| first_split(s).is_some(),
+        "SIDE must be 32 or 224",
+    );
+    let first_geometry = first_split(side).expect("SIDE was checked");
+    let later_geometry = (3, 2, 1);
+    let (kernel, _, _) = first_geometry;
+    let patch = 3 * kernel * kernel;
+    let side_1 = split_side(side, first_geometry);
+    let side_2 = split_side(side_1, later_geometry);
+    let side_3 = split_side(side_2, later_geometry);
+    let [tokens_1, tokens_2, tokens_3] = [side_1, side_2, side_3].map(|s| s * s);
     let device = Device::flex().autodiff();
     let random =
         |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-    let (first_split, later_split) = (SoftSplit::new(3, 1, 1), SoftSplit::new(3, 2, 1));
-    let first = set_stochastic(TokenPerformer::new(27, 64, &device), true);
+    let split = |(kernel, stride, padding)| SoftSplit::new(kernel, stride, padding);
+    let (first_split, later_split) = (split(first_geometry), split(later_geometry));
+    let first = set_stochastic(TokenPerformer::new(patch, 64, &device), true);
     let second = set_stochastic(TokenPerformer::new(576, 64, &device), true);
     let project = linear(576, 256, true, &device);
     let attention = AttentionConfig {
@@ -97,27 +146,40 @@ fn main() {
     let norm = layer_norm(256, 1e-6, &device);
 
     lscpu_model_name();
-    println!("t2t_vit_7_cifar layers at batch {batch} (ms)\n");
+    let model = if side == 32 {
+        "t2t_vit_7_cifar"
+    } else {
+        "t2t_vit_7"
+    };
+    println!("{model} layers at batch {batch}, {side} px (ms)\n");
     println!("| layer | forward | backward |\n|---|---|---|");
-    let image = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
-    time("soft split 0: image → 1024 tokens × 27", &image, |x| {
-        first_split.forward(x)
-    });
-    let tokens = random([batch, 1024, 27]);
+    let image = Tensor::<4>::random(
+        [batch, 3, side, side],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     time(
-        "T2T layer 1 (Performer, 27 → 64, 1024 tokens)",
+        &format!("soft split 0: image → {tokens_1} tokens × {patch}"),
+        &image,
+        |x| first_split.forward(x),
+    );
+    let tokens = random([batch, tokens_1, patch]);
+    time(
+        &format!("T2T layer 1 (Performer, {patch} → 64, {tokens_1} tokens)"),
         &tokens,
         |x| first.forward(x),
     );
-    time("· LayerNorm + kqv 27 → 192", &tokens, |x| {
-        first.norm1.then_linear(&first.kqv, x)
-    });
-    let kqv = random([batch, 1024, 192]);
+    time(
+        &format!("· LayerNorm + kqv {patch} → 192"),
+        &tokens,
+        |x| first.norm1.then_linear(&first.kqv, x),
+    );
+    let kqv = random([batch, tokens_1, 192]);
     let features = first.w.val();
     time("· Performer attention", &kqv, |x| {
         performer_attention(x, features.clone())
     });
-    let hidden = random([batch, 1024, 64]);
+    let hidden = random([batch, tokens_1, 64]);
     time("· v cut from kqv + the proj branch", &kqv, |x| {
         x.narrow(2, 128, 64) + hidden.clone()
     });
@@ -129,32 +191,38 @@ fn main() {
     time("· fc2 64 → 64", &hidden, |x| dense(&first.mlp.fc2, x));
     time("· dropout 0.1", &hidden, |x| first.dp.forward(x));
     time("· residual add", &hidden, |x| x.clone() + x);
-    time("soft split 1: 1024 → 256 tokens × 576", &hidden, |x| {
-        later_split.forward_tokens(x)
-    });
-    let tokens = random([batch, 256, 576]);
     time(
-        "T2T layer 2 (Performer, 576 → 64, 256 tokens)",
+        &format!("soft split 1: {tokens_1} → {tokens_2} tokens × 576"),
+        &hidden,
+        |x| later_split.forward_tokens(x),
+    );
+    let tokens = random([batch, tokens_2, 576]);
+    time(
+        &format!("T2T layer 2 (Performer, 576 → 64, {tokens_2} tokens)"),
         &tokens,
         |x| second.forward(x),
     );
     time("· LayerNorm + kqv 576 → 192", &tokens, |x| {
         second.norm1.then_linear(&second.kqv, x)
     });
-    let hidden = random([batch, 256, 64]);
-    time("soft split 2: 256 → 64 tokens × 576", &hidden, |x| {
-        later_split.forward_tokens(x)
-    });
-    let tokens = random([batch, 64, 576]);
+    let hidden = random([batch, tokens_2, 64]);
+    time(
+        &format!("soft split 2: {tokens_2} → {tokens_3} tokens × 576"),
+        &hidden,
+        |x| later_split.forward_tokens(x),
+    );
+    let tokens = random([batch, tokens_3, 576]);
     time("project 576 → 256", &tokens, |x| dense(&project, x));
-    let tokens = random([batch, 65, 256]);
-    time("block (256 wide, 65 tokens, MLP 512)", &tokens, |x| {
-        block.forward(x)
-    });
+    let tokens = random([batch, tokens_3 + 1, 256]);
+    time(
+        &format!("block (256 wide, {} tokens, MLP 512)", tokens_3 + 1),
+        &tokens,
+        |x| block.forward(x),
+    );
     time("· LayerNorm + attention", &tokens, |x| {
         attention.forward_normed(&norm, x)
     });
-    let qkv = random([batch, 65, 768]);
+    let qkv = random([batch, tokens_3 + 1, 768]);
     time("· · softmax attention of qkv", &qkv, |x| {
         qkv_attention(x, 4, 0.125, None)
     });
