@@ -11,6 +11,8 @@
 //! includes the gradient of a sum over the output, which costs about as much
 //! as the `residual add` row's backward.
 
+mod common;
+
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
@@ -145,7 +147,7 @@ fn main() {
     );
     let norm = layer_norm(256, 1e-6, &device);
 
-    lscpu_model_name();
+    println!("{}", common::lscpu_model_name());
     let model = if side == 32 {
         "t2t_vit_7_cifar"
     } else {
@@ -229,17 +231,4 @@ fn main() {
     time("· LayerNorm + MLP", &tokens, |x| {
         mlp.forward_normed(&norm, x)
     });
-}
-
-/// The CPU's model name, as `lscpu` prints it.
-fn lscpu_model_name() {
-    let output = std::process::Command::new("lscpu").output();
-    let text = output
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let name = text
-        .lines()
-        .find(|l| l.starts_with("Model name"))
-        .unwrap_or("Model name: unknown");
-    println!("{}", name.split_whitespace().collect::<Vec<_>>().join(" "));
 }

@@ -20,6 +20,7 @@ use burn::tensor::ops::{PadMode, UnfoldOptions};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::row_tasks::filled_rows;
 use super::{check_shapes, on_flex, read, write};
 
 /// Input geometry of a split.
@@ -81,48 +82,88 @@ impl Geometry {
         );
     }
 
-    /// Offset within one sample of input pixel (c, y, x).
-    fn input_offset(&self, c: usize, y: usize, x: usize) -> usize {
-        match self.channels_last {
-            true => (y * self.side + x) * self.channels + c,
-            false => (c * self.side + y) * self.side + x,
-        }
+    /// The input coordinate that tap `offset` of output position `origin`
+    /// reads along one axis, or `None` in the zero padding.
+    fn inside(&self, origin: usize, offset: usize) -> Option<usize> {
+        (origin * self.stride + offset)
+            .checked_sub(self.padding)
+            .filter(|v| *v < self.side)
     }
 
-    /// Calls `visit(input_offset, feature)` for every input pixel that
-    /// output token `token` reads (taps in the zero padding are skipped).
+    /// Calls `visit` with every run of input elements that output token
+    /// `token` reads (taps in the zero padding are skipped). In an image a
+    /// run is part of one input row, going to consecutive features; in
+    /// tokens it is one pixel's channels, going to features `k·k` apart.
     #[inline]
-    fn for_each_tap(&self, token: usize, mut visit: impl FnMut(usize, usize)) {
+    fn for_each_run(&self, token: usize, mut visit: impl FnMut(Run)) {
         let out = self.out_side();
         let (k, k2) = (self.kernel, self.kernel * self.kernel);
-        let inside = |origin: usize, offset: usize| {
-            (origin * self.stride + offset)
-                .checked_sub(self.padding)
-                .filter(|v| *v < self.side)
-        };
         let (oy, ox) = (token / out, token % out);
-        for ki in 0..k {
-            let Some(y) = inside(oy, ki) else { continue };
-            for kj in 0..k {
-                let Some(x) = inside(ox, kj) else { continue };
-                for c in 0..self.channels {
-                    visit(self.input_offset(c, y, x), c * k2 + ki * k + kj);
+        if self.channels_last {
+            for ki in 0..k {
+                let Some(y) = self.inside(oy, ki) else {
+                    continue;
+                };
+                for kj in 0..k {
+                    let Some(x) = self.inside(ox, kj) else {
+                        continue;
+                    };
+                    visit(Run {
+                        input: (y * self.side + x) * self.channels,
+                        feature: ki * k + kj,
+                        feature_step: k2,
+                        len: self.channels,
+                    });
+                }
+            }
+        } else {
+            // The taps kj with x = ox·stride + kj − padding inside the row.
+            let first = (0..k).find(|&kj| self.inside(ox, kj).is_some());
+            let Some(first) = first else { return };
+            let len = (first..k)
+                .take_while(|&kj| self.inside(ox, kj).is_some())
+                .count();
+            let x = ox * self.stride + first - self.padding;
+            for c in 0..self.channels {
+                for ki in 0..k {
+                    let Some(y) = self.inside(oy, ki) else {
+                        continue;
+                    };
+                    visit(Run {
+                        input: (c * self.side + y) * self.side + x,
+                        feature: c * k2 + ki * k + first,
+                        feature_step: 1,
+                        len,
+                    });
                 }
             }
         }
     }
 
+    /// Each task writes the tokens of one row of the output grid, starting
+    /// from zeros (the padding) in its own rows: the output is never zeroed
+    /// by one core first.
     fn forward(&self, input: &[f32]) -> Vec<f32> {
-        let (tokens, features) = (self.out_side() * self.out_side(), self.features());
-        let mut output = vec![0f32; self.batch * tokens * features];
-        output
-            .par_chunks_mut(features)
-            .enumerate()
-            .for_each(|(row, dst)| {
+        let (out, features) = (self.out_side(), self.features());
+        let tokens = out * out;
+        let rows = self.batch * tokens;
+        let (output, _) = filled_rows(rows, &vec![0.0; features], out, |task, band| {
+            let first_row = task * out;
+            for (row, dst) in (first_row..).zip(band.chunks_exact_mut(features)) {
                 let (b, token) = (row / tokens, row % tokens);
                 let sample = &input[b * self.input_len()..(b + 1) * self.input_len()];
-                self.for_each_tap(token, |offset, feature| dst[feature] = sample[offset]);
-            });
+                self.for_each_run(token, |run| {
+                    let src = &sample[run.input..run.input + run.len];
+                    if run.feature_step == 1 {
+                        dst[run.feature..run.feature + run.len].copy_from_slice(src);
+                    } else {
+                        for (i, &v) in src.iter().enumerate() {
+                            dst[run.feature + i * run.feature_step] = v;
+                        }
+                    }
+                });
+            }
+        });
         output
     }
 
@@ -136,11 +177,25 @@ impl Geometry {
             .for_each(|(b, dst)| {
                 let sample = &grad[b * tokens * features..(b + 1) * tokens * features];
                 for (token, src) in sample.chunks(features).enumerate() {
-                    self.for_each_tap(token, |offset, feature| dst[offset] += src[feature]);
+                    self.for_each_run(token, |run| {
+                        let dst = &mut dst[run.input..run.input + run.len];
+                        for (i, d) in dst.iter_mut().enumerate() {
+                            *d += src[run.feature + i * run.feature_step];
+                        }
+                    });
                 }
             });
         input_grad
     }
+}
+
+/// Input elements `input..input + len` of a sample, which an output token
+/// takes as its features `feature + i·feature_step`.
+struct Run {
+    input: usize,
+    feature: usize,
+    feature_step: usize,
+    len: usize,
 }
 
 #[backend_extension(Flex, Autodiff)]
@@ -282,9 +337,12 @@ mod tests {
     #[test]
     fn matches_unfold_forward_and_backward_in_both_layouts() {
         let device = Device::flex().autodiff();
-        for (channels, side, kernel, stride, padding) in
-            [(3, 16, 7, 4, 2), (5, 8, 3, 2, 1), (4, 6, 3, 1, 1)]
-        {
+        for (channels, side, kernel, stride, padding) in [
+            (3, 16, 7, 4, 2),
+            (5, 8, 3, 2, 1),
+            (4, 6, 3, 1, 1),
+            (2, 9, 3, 2, 0),
+        ] {
             let image = Tensor::<4>::random(
                 [2, channels, side, side],
                 Distribution::Normal(0.0, 1.0),
