@@ -89,7 +89,7 @@ fn rows_per_task(width: usize) -> usize {
 }
 
 /// LayerNorm of the rows of `x` (each as wide as γ).
-fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
+pub(super) fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
     let width = gamma.len();
     let rows = x.len() / width;
     let task = rows_per_task(width);
@@ -101,7 +101,7 @@ fn forward(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> Vec<f32> {
 }
 
 /// Gradients of the input, γ and β.
-fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
+pub(super) fn backward(x: &[f32], gamma: &[f32], grad: &[f32], epsilon: f32) -> [Vec<f32>; 3] {
     let width = gamma.len();
     let rows = x.len() / width;
     let task = rows_per_task(width);

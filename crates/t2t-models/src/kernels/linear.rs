@@ -13,6 +13,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 use super::math::vectorised;
 use super::matrix::{matmul_on, Mat, MatMut, Threads};
@@ -100,18 +101,41 @@ pub(super) fn backward_rows(
         1.0,
         false,
     );
-    let mut grad_bias = vec![0.0; d_out];
-    vectorised(
-        #[inline(always)]
-        || {
-            for dy in dy.chunks_exact(d_out) {
-                for (sum, dy) in grad_bias.iter_mut().zip(dy) {
-                    *sum += dy;
+    [grad_weight, column_sums(threads, dy, d_out)]
+}
+
+/// Rows per parallel piece of a column sum spread over the cores.
+const SUM_ROWS: usize = 256;
+
+/// The column sums of `dy` `[rows, out]`. With [`Threads::All`] pieces of
+/// rows are summed in parallel and their sums added in order, so the result
+/// depends on the shape alone.
+fn column_sums(threads: Threads, dy: &[f32], d_out: usize) -> Vec<f32> {
+    let piece_sums = |dy: &[f32]| {
+        let mut sums = vec![0.0; d_out];
+        vectorised(
+            #[inline(always)]
+            || {
+                for dy in dy.chunks_exact(d_out) {
+                    for (sum, dy) in sums.iter_mut().zip(dy) {
+                        *sum += dy;
+                    }
                 }
-            }
-        },
-    );
-    [grad_weight, grad_bias]
+            },
+        );
+        [sums]
+    };
+    match threads {
+        Threads::Calling => {
+            let [sums] = piece_sums(dy);
+            sums
+        }
+        Threads::All => {
+            let parts = dy.par_chunks(SUM_ROWS * d_out).map(piece_sums).collect();
+            let [sums] = sum_in_order(parts, [d_out]);
+            sums
+        }
+    }
 }
 
 /// Checks x `[rows, in]` and W `[in, out]` (both sizes positive) against
@@ -249,7 +273,7 @@ mod tests {
         let random = |shape: [usize; 2], mean: f64| {
             Tensor::<2>::random(shape, Distribution::Normal(mean, 1.0), &device)
         };
-        for (rows, d_in, d_out) in [(3, 5, 7), (900, 147, 192)] {
+        for (rows, d_in, d_out) in [(3, 5, 7), (900, 147, 192), (4100, 9, 6)] {
             let x = random([rows, d_in], 0.5).require_grad();
             let weight = random([d_in, d_out], 0.0).require_grad();
             let bias = random([1, d_out], 0.0).reshape([d_out]).require_grad();

@@ -15,6 +15,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::tensor::Tensor;
 
+use super::matrix::Threads;
 use super::row_tasks::{filled_rows, sum_in_order, task_slice, Split};
 use super::{check_shapes, layer_norm, linear, on_flex, read, write};
 
@@ -30,6 +31,11 @@ fn forward(
     let (d_in, d_out) = (gamma.len(), bias.len());
     let rows = x.len() / d_in;
     let split = Split::of(rows);
+    if split.threads == Threads::All {
+        // One task, whose products use every core: so does its LayerNorm.
+        let normalised = layer_norm::forward(x, gamma, beta, epsilon);
+        return linear::forward(&normalised, weight, bias);
+    }
     let (y, _) = filled_rows(rows, bias, split.rows, |t, y| {
         let x = task_slice(x, d_in, t, split.rows);
         let mut normalised = vec![0.0; x.len()];
@@ -52,6 +58,16 @@ fn backward(
     let d_out = weight.len() / d_in;
     let rows = x.len() / d_in;
     let split = Split::of(rows);
+    if split.threads == Threads::All {
+        // One task, whose products use every core: so do its LayerNorm's
+        // passes.
+        let normalised = layer_norm::forward(x, gamma, beta, epsilon);
+        let [grad_normalised, grad_weight, grad_bias] =
+            linear::backward(&normalised, weight, d_out, grad);
+        let [grad_x, grad_gamma, grad_beta] =
+            layer_norm::backward(x, gamma, &grad_normalised, epsilon);
+        return [grad_x, grad_gamma, grad_beta, grad_weight, grad_bias];
+    }
     let (grad_x, partials) = filled_rows(rows, &vec![0.0; d_in], split.rows, |t, dx| {
         let x = task_slice(x, d_in, t, split.rows);
         let dy = task_slice(grad, d_out, t, split.rows);
@@ -304,7 +320,7 @@ mod tests {
                 &device,
             )
         };
-        for (batch, tokens, d_in, d_out) in [(2, 3, 5, 7), (3, 300, 147, 192)] {
+        for (batch, tokens, d_in, d_out) in [(2, 3, 5, 7), (3, 300, 147, 192), (2, 2050, 9, 6)] {
             let x = random(vec![batch, tokens, d_in], 0.5)
                 .reshape([batch, tokens, d_in])
                 .require_grad();

@@ -61,24 +61,52 @@ pub(super) fn filled_rows<R: Send>(
         return (Vec::new(), Vec::new());
     }
     let mut values = Vec::with_capacity(len);
-    let results = values.spare_capacity_mut()[..len]
-        .par_chunks_mut(task_rows * width)
-        .enumerate()
-        .map(|(task, piece)| {
-            for row in piece.chunks_exact_mut(width) {
-                for (slot, &value) in row.iter_mut().zip(start) {
-                    slot.write(value);
-                }
-            }
-            // SAFETY: every element of `piece` was initialised just above,
-            // and f32 has the layout of MaybeUninit<f32>.
-            let piece = unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            fill(task, piece)
-        })
-        .collect();
+    let uninit = &mut values.spare_capacity_mut()[..len];
+    let results = if task_rows >= rows {
+        // One task, whose products spread over the cores themselves: its
+        // rows are initialised by all cores too.
+        uninit
+            .par_chunks_mut(INIT_ROWS * width)
+            .for_each(|piece| initialise(piece, start));
+        // SAFETY: the pieces cover `uninit`, and each was initialised.
+        vec![fill(0, unsafe { assume_init(uninit) })]
+    } else {
+        uninit
+            .par_chunks_mut(task_rows * width)
+            .enumerate()
+            .map(|(task, piece)| {
+                initialise(piece, start);
+                // SAFETY: `piece` was initialised just above.
+                fill(task, unsafe { assume_init(piece) })
+            })
+            .collect()
+    };
     // SAFETY: the tasks initialised all `len` elements (the chunks cover them).
     unsafe { values.set_len(len) };
     (values, results)
+}
+
+/// Rows per parallel piece when one task's rows are initialised by all
+/// cores.
+const INIT_ROWS: usize = 64;
+
+/// Writes `start` into every row of `piece`.
+fn initialise(piece: &mut [MaybeUninit<f32>], start: &[f32]) {
+    for row in piece.chunks_exact_mut(start.len()) {
+        for (slot, &value) in row.iter_mut().zip(start) {
+            slot.write(value);
+        }
+    }
+}
+
+/// `piece` as initialised values.
+///
+/// # Safety
+/// Every element of `piece` must have been written.
+unsafe fn assume_init(piece: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: f32 has the layout of MaybeUninit<f32>, and the caller
+    // vouches that each element is initialised.
+    unsafe { &mut *(piece as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// The rows of `values` (each `width` wide) that task `task` works on.
@@ -126,6 +154,23 @@ mod tests {
             assert_eq!(values[first..first + 2], [1.0 + i as f32, 2.0]);
         }
         assert!(values.chunks(2).all(|row| row[1] == 2.0));
+    }
+
+    #[test]
+    fn one_task_gets_every_row_initialised() {
+        // More rows than one parallel piece of initialisation, and a ragged last piece.
+        let rows = 3 * INIT_ROWS + 5;
+        let (values, results) = filled_rows(rows, &[4.0, 5.0, 6.0], rows, |task, all| {
+            let seen = all.to_vec();
+            all[0] = -1.0;
+            (task, seen)
+        });
+        assert_eq!(results.len(), 1);
+        let (task, seen) = &results[0];
+        assert_eq!(*task, 0);
+        assert_eq!(seen.len(), 3 * rows);
+        assert!(seen.chunks(3).all(|row| row == [4.0, 5.0, 6.0]));
+        assert_eq!(values[..4], [-1.0, 5.0, 6.0, 4.0]);
     }
 
     #[test]
