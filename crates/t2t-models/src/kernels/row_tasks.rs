@@ -4,7 +4,8 @@
 //! results are the same however the tasks were scheduled, which exact resume
 //! relies on. With many rows, each task's products run on its own core, over
 //! its own rows, so that a weight gradient is spread over the cores along the
-//! rows it sums over; with few, one task's products use every core.
+//! rows it sums over; with few, there is one task, and its products and
+//! row-wise passes each spread over every core.
 
 use std::mem::MaybeUninit;
 
