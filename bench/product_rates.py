@@ -12,6 +12,7 @@ import time
 import torch
 
 RUNS = 9
+MAX_BATCH = 256  # as examples/product_rates
 TOKENS = 197  # 14x14 tokens after the T2T module and the class token
 MODELS = [("t2t_vit_7", 256, 2), ("t2t_vit_14", 384, 3)]  # width, MLP ratio
 
@@ -28,7 +29,10 @@ def rate(rows, inner, cols):
 
 
 def main():
-    batch = int(sys.argv[1]) if len(sys.argv) > 1 else 16
+    batch = sys.argv[1] if len(sys.argv) > 1 else "16"
+    if not batch.isdigit() or not 1 <= int(batch) <= MAX_BATCH:
+        raise SystemExit(f"error: BATCH must be a whole number from 1 to {MAX_BATCH}, not {batch!r}")
+    batch = int(batch)
     torch.set_num_threads(2)
     rows = batch * TOKENS
     model_name = next(

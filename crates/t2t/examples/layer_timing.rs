@@ -50,24 +50,6 @@ fn split_side(side: usize, (kernel, stride, padding): (usize, usize, usize)) -> 
     (side + 2 * padding - kernel) / stride + 1
 }
 
-/// The whole-number argument at `position`, `default` when absent; exits
-/// with `refusal` when it is not one `valid` accepts.
-fn argument(
-    position: usize,
-    default: usize,
-    valid: impl Fn(usize) -> bool,
-    refusal: &str,
-) -> usize {
-    match std::env::args().nth(position).map(|a| a.parse::<usize>()) {
-        None => default,
-        Some(Ok(value)) if valid(value) => value,
-        Some(_) => {
-            eprintln!("error: {refusal}");
-            std::process::exit(2);
-        }
-    }
-}
-
 /// Prints the median forward and backward milliseconds of `layer` on `input`.
 fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>) -> Tensor<3>) {
     let (mut forward, mut backward) = (Vec::new(), Vec::new());
@@ -88,27 +70,23 @@ fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>)
             backward.push(started.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     println!(
         "| {name} | {:.1} | {:.1} |",
-        median(forward),
-        median(backward)
+        common::median(forward),
+        common::median(backward)
     );
 }
 
 fn main() {
     // SAFETY: sets a process-wide option before any allocation of note.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    let batch = argument(
+    let batch = common::argument(
         1,
         128,
         |b| (1..=MAX_BATCH).contains(&b),
         &format!("BATCH must be a whole number from 1 to {MAX_BATCH}"),
     );
-    let side = argument(
+    let side = common::argument(
         2,
         32,
         |s| first_split(s).is_some(),

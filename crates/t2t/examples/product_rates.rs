@@ -26,7 +26,7 @@ const TOKENS: usize = 197;
 fn rate(rows: usize, inner: usize, cols: usize, device: &Device) -> f64 {
     let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Default, device);
     let (lhs, rhs) = (random([rows, inner]), random([inner, cols]));
-    let mut seconds: Vec<f64> = (0..=RUNS)
+    let seconds: Vec<f64> = (0..=RUNS)
         .map(|_| {
             let started = Instant::now();
             let product = lhs.clone().matmul(rhs.clone());
@@ -36,19 +36,16 @@ fn rate(rows: usize, inner: usize, cols: usize, device: &Device) -> f64 {
         })
         .skip(1)
         .collect();
-    seconds.sort_by(f64::total_cmp);
-    2.0 * (rows * inner * cols) as f64 / seconds[RUNS / 2] / 1e9
+    2.0 * (rows * inner * cols) as f64 / common::median(seconds) / 1e9
 }
 
 fn main() {
-    let batch = match std::env::args().nth(1).map(|b| b.parse::<usize>()) {
-        None => 16,
-        Some(Ok(batch)) if (1..=MAX_BATCH).contains(&batch) => batch,
-        Some(_) => {
-            eprintln!("error: BATCH must be a whole number from 1 to {MAX_BATCH}");
-            std::process::exit(2);
-        }
-    };
+    let batch = common::argument(
+        1,
+        16,
+        |b| (1..=MAX_BATCH).contains(&b),
+        &format!("BATCH must be a whole number from 1 to {MAX_BATCH}"),
+    );
     let device = Device::flex();
     let rows = batch * TOKENS;
     println!("{}", common::lscpu_model_name());

@@ -124,11 +124,11 @@ impl Geometry {
                 .take_while(|&kj| self.inside(ox, kj).is_some())
                 .count();
             let x = ox * self.stride + first - self.padding;
-            for c in 0..self.channels {
-                for ki in 0..k {
-                    let Some(y) = self.inside(oy, ki) else {
-                        continue;
-                    };
+            for ki in 0..k {
+                let Some(y) = self.inside(oy, ki) else {
+                    continue;
+                };
+                for c in 0..self.channels {
                     visit(Run {
                         input: (c * self.side + y) * self.side + x,
                         feature: c * k2 + ki * k + first,

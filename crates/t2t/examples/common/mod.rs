@@ -13,3 +13,28 @@ pub fn lscpu_model_name() -> String {
         .unwrap_or("Model name: unknown");
     name.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// The whole-number command-line argument at `position`, `default` when
+/// absent; exits with a one-line `refusal` when it is not one `valid`
+/// accepts.
+pub fn argument(
+    position: usize,
+    default: usize,
+    valid: impl Fn(usize) -> bool,
+    refusal: &str,
+) -> usize {
+    match std::env::args().nth(position).map(|a| a.parse::<usize>()) {
+        None => default,
+        Some(Ok(value)) if valid(value) => value,
+        Some(_) => {
+            eprintln!("error: {refusal}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The median of timings (the upper one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
