@@ -70,6 +70,23 @@ fn launched_world_size() -> Option<usize> {
         .find_map(|name| std::env::var(name).ok()?.parse().ok())
 }
 
+/// How many compute threads this process runs: `RAYON_NUM_THREADS` when
+/// set; otherwise the processes `mpirun` started on this machine share the
+/// cores this one may run on (all of the machine's under `mpirun --bind-to
+/// none`), and a process that runs alone has them all.
+pub fn compute_threads() -> usize {
+    let requested = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    let on_this_machine = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    requested.unwrap_or((cores / on_this_machine.max(1)).max(1))
+}
+
 /// Joins the other processes of the run when `mpirun` started this one;
 /// otherwise this process runs alone.
 pub fn join() -> Result<Rc<dyn Collective>, TrainError> {
@@ -163,8 +180,8 @@ mod mpi_world {
     use super::Collective;
     use crate::TrainError;
 
-    /// The processes `mpirun` started. Only the main thread calls MPI
-    /// (`MPI_THREAD_FUNNELED`); the compute threads never do.
+    /// The processes `mpirun` started. Only the thread that joined calls
+    /// MPI (`MPI_THREAD_FUNNELED`); the kernels' parallel work never does.
     pub struct MpiWorld {
         world: SimpleCommunicator,
         _universe: Universe,
@@ -179,7 +196,6 @@ mod mpi_world {
                     "this MPI library offers thread support {threading:?}; t2t needs at least Funneled"
                 )));
             }
-            share_cores();
             Ok(Self {
                 world: universe.world(),
                 _universe: universe,
@@ -198,25 +214,6 @@ mod mpi_world {
             }
             root.broadcast_into(values);
         }
-    }
-
-    /// Processes on one machine share its cores: unless `RAYON_NUM_THREADS`
-    /// says otherwise, each computes on its share of the cores it may run
-    /// on (all of the machine's under `mpirun --bind-to none`).
-    fn share_cores() {
-        if std::env::var_os("RAYON_NUM_THREADS").is_some() {
-            return;
-        }
-        let on_this_machine = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE")
-            .ok()
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (cores / on_this_machine.max(1)).max(1);
-        // Fails only when the pool exists already, which then keeps its size.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global();
     }
 
     impl Collective for MpiWorld {
