@@ -98,3 +98,42 @@ pub fn for_tests() -> Device {
         Err(error) => panic!("T2T_TEST_DEVICE={name}: {error}"),
     }
 }
+
+/// The stack of the thread that runs a command: the size a main thread gets.
+const COMMAND_STACK_BYTES: usize = 8 << 20;
+
+/// Runs `command` on a thread of a pool of `threads` CPU compute threads
+/// (`None`: rayon's default, `RAYON_NUM_THREADS` or every core). Each
+/// parallel kernel and product then starts on one of the pool's own
+/// threads, where the others take their share of it straight away; started
+/// from outside the pool, each would hand its work over, wake a thread and
+/// sleep until it ended, thousands of times a second at batch 1.
+pub fn on_compute_threads<R: Send>(
+    threads: Option<usize>,
+    command: impl FnOnce() -> R + Send,
+) -> Result<R, ModelError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .stack_size(COMMAND_STACK_BYTES)
+        .build()
+        .map_err(|error| {
+            ModelError::Device(format!("cannot start the compute threads: {error}"))
+        })?;
+    Ok(pool.install(command))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_runs_on_a_thread_of_a_pool_of_the_size_asked_for() {
+        let (index, threads) = on_compute_threads(Some(3), || {
+            (rayon::current_thread_index(), rayon::current_num_threads())
+        })
+        .unwrap();
+        assert!(index.is_some_and(|i| i < 3), "ran on {index:?}");
+        assert_eq!(threads, 3);
+        assert_eq!(rayon::current_thread_index(), None);
+    }
+}

@@ -1,15 +1,20 @@
-//! Where a training step spends its time: forward and backward milliseconds
+//! Where a training step or an inference pass spends its time: milliseconds
 //! of each layer of `t2t_vit_7_cifar` at 32 px, or of `t2t_vit_7` at 224 px
 //! (and of the operations inside the first T2T layer and a block), at the
-//! shapes the model gives them, on the CPU backend, in training mode.
+//! shapes the model gives them, on the CPU backend.
 //!
-//!     cargo run --release -p t2t --example layer_timing [BATCH [SIDE]]
+//!     cargo run --release -p t2t --example layer_timing [BATCH [SIDE [MODE]]]
 //!
-//! BATCH defaults to 128 and SIDE, 32 or 224, to 32.
+//! BATCH defaults to 128, SIDE, 32 or 224, to 32, and MODE to `train`:
+//! forward and backward passes in training mode. MODE `inference` times
+//! forward passes alone, without gradients, as `t2t predict` runs them.
 //!
-//! Each row is the median of 7 runs after one untimed run. The backward time
-//! includes the gradient of a sum over the output, which costs about as much
-//! as the `residual add` row's backward.
+//! In training mode each row is the median of 7 runs after one untimed run,
+//! and the backward time includes the gradient of a sum over the output,
+//! which costs about as much as the `residual add` row's backward. In
+//! inference mode each row is the median of 31 runs, timed on a second pass
+//! over the table: the first passes of a process run slower while its
+//! memory settles.
 
 mod common;
 
@@ -50,8 +55,52 @@ fn split_side(side: usize, (kernel, stride, padding): (usize, usize, usize)) -> 
     (side + 2 * padding - kernel) / stride + 1
 }
 
-/// Prints the median forward and backward milliseconds of `layer` on `input`.
-fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>) -> Tensor<3>) {
+/// What a table times.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Forward and backward passes, gradients tracked, stochastic layers on.
+    Train,
+    /// Forward passes alone.
+    Inference,
+}
+
+/// Runs inference rows this many times after one untimed run: they last
+/// tenths of a millisecond at batch 1.
+const INFERENCE_RUNS: usize = 31;
+
+/// Times the rows of a table, printing them or not.
+struct Timer {
+    mode: Mode,
+    print: bool,
+}
+
+impl Timer {
+    /// Prints the median milliseconds of `layer` on `input`: forward and
+    /// backward in training mode, forward in inference mode.
+    fn time<const D: usize>(
+        &self,
+        name: &str,
+        input: &Tensor<D>,
+        layer: impl Fn(Tensor<D>) -> Tensor<3>,
+    ) {
+        let cells = match self.mode {
+            Mode::Train => {
+                let (forward, backward) = train_times(input, layer);
+                format!("{forward:.1} | {backward:.1}")
+            }
+            Mode::Inference => format!("{:.3}", inference_time(input, layer)),
+        };
+        if self.print {
+            println!("| {name} | {cells} |");
+        }
+    }
+}
+
+/// The median forward and backward milliseconds of `layer` on `input`.
+fn train_times<const D: usize>(
+    input: &Tensor<D>,
+    layer: impl Fn(Tensor<D>) -> Tensor<3>,
+) -> (f64, f64) {
     let (mut forward, mut backward) = (Vec::new(), Vec::new());
     for run in 0..=RUNS {
         let x = input.clone().require_grad();
@@ -70,11 +119,23 @@ fn time<const D: usize>(name: &str, input: &Tensor<D>, layer: impl Fn(Tensor<D>)
             backward.push(started.elapsed().as_secs_f64() * 1e3);
         }
     }
-    println!(
-        "| {name} | {:.1} | {:.1} |",
-        common::median(forward),
-        common::median(backward)
-    );
+    (common::median(forward), common::median(backward))
+}
+
+/// The median forward milliseconds of `layer` on `input`, no gradients.
+fn inference_time<const D: usize>(
+    input: &Tensor<D>,
+    layer: impl Fn(Tensor<D>) -> Tensor<3>,
+) -> f64 {
+    let times = (0..=INFERENCE_RUNS)
+        .map(|_| {
+            let started = Instant::now();
+            layer(input.clone()).sum().into_scalar::<f32>();
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .skip(1)
+        .collect();
+    common::median(times)
 }
 
 fn main() {
@@ -92,6 +153,25 @@ fn main() {
         |s| first_split(s).is_some(),
         "SIDE must be 32 or 224",
     );
+    let mode = match std::env::args().nth(3).as_deref() {
+        None | Some("train") => Mode::Train,
+        Some("inference") => Mode::Inference,
+        Some(_) => {
+            eprintln!("error: MODE must be train or inference");
+            std::process::exit(2);
+        }
+    };
+    common::on_compute_threads(|| {
+        if mode == Mode::Inference {
+            time_layers(batch, side, &Timer { mode, print: false });
+        }
+        time_layers(batch, side, &Timer { mode, print: true });
+    });
+}
+
+/// Builds the layers at the shapes of a batch of `batch` images of `side`
+/// px, and times them.
+fn time_layers(batch: usize, side: usize, timer: &Timer) {
     let first_geometry = first_split(side).expect("SIDE was checked");
     let later_geometry = (3, 2, 1);
     let (kernel, _, _) = first_geometry;
@@ -100,13 +180,17 @@ fn main() {
     let side_2 = split_side(side_1, later_geometry);
     let side_3 = split_side(side_2, later_geometry);
     let [tokens_1, tokens_2, tokens_3] = [side_1, side_2, side_3].map(|s| s * s);
-    let device = Device::flex().autodiff();
+    let training = timer.mode == Mode::Train;
+    let device = match timer.mode {
+        Mode::Train => Device::flex().autodiff(),
+        Mode::Inference => Device::flex(),
+    };
     let random =
         |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device);
     let split = |(kernel, stride, padding)| SoftSplit::new(kernel, stride, padding);
     let (first_split, later_split) = (split(first_geometry), split(later_geometry));
-    let first = set_stochastic(TokenPerformer::new(patch, 64, &device), true);
-    let second = set_stochastic(TokenPerformer::new(576, 64, &device), true);
+    let first = set_stochastic(TokenPerformer::new(patch, 64, &device), training);
+    let second = set_stochastic(TokenPerformer::new(576, 64, &device), training);
     let project = linear(576, 256, true, &device);
     let attention = AttentionConfig {
         dim: 256,
@@ -121,92 +205,98 @@ fn main() {
     let mlp = Mlp::new(256, 512, 256, 0.0, &device);
     let block = set_stochastic(
         Block::new(256, attention.clone(), mlp.clone(), 0.1, 1e-6, &device),
-        true,
+        training,
     );
     let norm = layer_norm(256, 1e-6, &device);
 
-    println!("{}", common::lscpu_model_name());
-    let model = if side == 32 {
-        "t2t_vit_7_cifar"
-    } else {
-        "t2t_vit_7"
-    };
-    println!("{model} layers at batch {batch}, {side} px (ms)\n");
-    println!("| layer | forward | backward |\n|---|---|---|");
+    if timer.print {
+        println!("{}", common::lscpu_model_name());
+        let model = if side == 32 {
+            "t2t_vit_7_cifar"
+        } else {
+            "t2t_vit_7"
+        };
+        let (what, columns) = match timer.mode {
+            Mode::Train => ("training", "| layer | forward | backward |\n|---|---|---|"),
+            Mode::Inference => ("inference", "| layer | forward |\n|---|---|"),
+        };
+        println!("{model} layers at batch {batch}, {side} px, {what} (ms)\n");
+        println!("{columns}");
+    }
     let image = Tensor::<4>::random(
         [batch, 3, side, side],
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    time(
+    timer.time(
         &format!("soft split 0: image → {tokens_1} tokens × {patch}"),
         &image,
         |x| first_split.forward(x),
     );
     let tokens = random([batch, tokens_1, patch]);
-    time(
+    timer.time(
         &format!("T2T layer 1 (Performer, {patch} → 64, {tokens_1} tokens)"),
         &tokens,
         |x| first.forward(x),
     );
-    time(
+    timer.time(
         &format!("· LayerNorm + kqv {patch} → 192"),
         &tokens,
         |x| first.norm1.then_linear(&first.kqv, x),
     );
     let kqv = random([batch, tokens_1, 192]);
     let features = first.w.val();
-    time("· Performer attention", &kqv, |x| {
+    timer.time("· Performer attention", &kqv, |x| {
         performer_attention(x, features.clone())
     });
     let hidden = random([batch, tokens_1, 64]);
-    time("· v cut from kqv + the proj branch", &kqv, |x| {
+    timer.time("· v cut from kqv + the proj branch", &kqv, |x| {
         x.narrow(2, 128, 64) + hidden.clone()
     });
-    time("· proj 64 → 64", &hidden, |x| dense(&first.proj, x));
-    time("· LayerNorm + fc1 64 → 64", &hidden, |x| {
+    timer.time("· proj 64 → 64", &hidden, |x| dense(&first.proj, x));
+    timer.time("· LayerNorm + fc1 64 → 64", &hidden, |x| {
         first.norm2.then_linear(&first.mlp.fc1, x)
     });
-    time("· GELU", &hidden, gelu);
-    time("· fc2 64 → 64", &hidden, |x| dense(&first.mlp.fc2, x));
-    time("· dropout 0.1", &hidden, |x| first.dp.forward(x));
-    time("· residual add", &hidden, |x| x.clone() + x);
-    time(
+    timer.time("· GELU", &hidden, gelu);
+    timer.time("· fc2 64 → 64", &hidden, |x| dense(&first.mlp.fc2, x));
+    timer.time("· dropout 0.1", &hidden, |x| first.dp.forward(x));
+    timer.time("· residual add", &hidden, |x| x.clone() + x);
+    timer.time(
         &format!("soft split 1: {tokens_1} → {tokens_2} tokens × 576"),
         &hidden,
         |x| later_split.forward_tokens(x),
     );
     let tokens = random([batch, tokens_2, 576]);
-    time(
+    timer.time(
         &format!("T2T layer 2 (Performer, 576 → 64, {tokens_2} tokens)"),
         &tokens,
         |x| second.forward(x),
     );
-    time("· LayerNorm + kqv 576 → 192", &tokens, |x| {
+    timer.time("· LayerNorm + kqv 576 → 192", &tokens, |x| {
         second.norm1.then_linear(&second.kqv, x)
     });
     let hidden = random([batch, tokens_2, 64]);
-    time(
+    timer.time(
         &format!("soft split 2: {tokens_2} → {tokens_3} tokens × 576"),
         &hidden,
         |x| later_split.forward_tokens(x),
     );
     let tokens = random([batch, tokens_3, 576]);
-    time("project 576 → 256", &tokens, |x| dense(&project, x));
+    timer.time("project 576 → 256", &tokens, |x| dense(&project, x));
     let tokens = random([batch, tokens_3 + 1, 256]);
-    time(
+    timer.time(
         &format!("block (256 wide, {} tokens, MLP 512)", tokens_3 + 1),
         &tokens,
         |x| block.forward(x),
     );
-    time("· LayerNorm + attention", &tokens, |x| {
+    timer.time("· LayerNorm + attention", &tokens, |x| {
         attention.forward_normed(&norm, x)
     });
     let qkv = random([batch, tokens_3 + 1, 768]);
-    time("· · softmax attention of qkv", &qkv, |x| {
+    timer.time("· · softmax attention of qkv", &qkv, |x| {
         qkv_attention(x, 4, 0.125, None)
     });
-    time("· LayerNorm + MLP", &tokens, |x| {
+    timer.time("· LayerNorm + MLP", &tokens, |x| {
         mlp.forward_normed(&norm, x)
     });
 }

@@ -40,6 +40,10 @@ fn rate(rows: usize, inner: usize, cols: usize, device: &Device) -> f64 {
 }
 
 fn main() {
+    common::on_compute_threads(time_and_print);
+}
+
+fn time_and_print() {
     let batch = common::argument(
         1,
         16,

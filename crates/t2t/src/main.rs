@@ -37,32 +37,17 @@ fn main() -> ExitCode {
         print_error(&anyhow::anyhow!(message));
         return ExitCode::from(2);
     }
-    match on_compute_threads(|| commands::run(cli)) {
+    let threads = Some(t2t_train::distributed::compute_threads());
+    match t2t_models::device::on_compute_threads(threads, || commands::run(cli))
+        .map_err(anyhow::Error::from)
+        .and_then(|result| result)
+    {
         Ok(code) => code,
         Err(error) => {
             print_error(&error);
             ExitCode::from(2)
         }
     }
-}
-
-/// The stack of the thread that runs a command: the size a main thread gets.
-const COMMAND_STACK_BYTES: usize = 8 << 20;
-
-/// Runs `command` on a thread of the pool that computes. Each parallel
-/// kernel and product then starts on one of the pool's own threads, where
-/// the others take their share of it straight away; started from outside
-/// the pool, each would hand its work over, wake a thread and sleep until
-/// it ended, thousands of times a second at batch 1.
-fn on_compute_threads(
-    command: impl FnOnce() -> anyhow::Result<ExitCode> + Send,
-) -> anyhow::Result<ExitCode> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(t2t_train::distributed::compute_threads())
-        .stack_size(COMMAND_STACK_BYTES)
-        .build()
-        .map_err(|error| anyhow::anyhow!("cannot start the compute threads: {error}"))?;
-    pool.install(command)
 }
 
 /// The error as the one `error:` line on stderr.

@@ -38,3 +38,12 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
+
+/// Runs `timings` on the compute threads, as the `t2t` command runs its
+/// work, so that they time what a command's operations take.
+pub fn on_compute_threads(timings: impl FnOnce() + Send) {
+    if let Err(error) = t2t_models::device::on_compute_threads(None, timings) {
+        eprintln!("error: {error}");
+        std::process::exit(2);
+    }
+}
