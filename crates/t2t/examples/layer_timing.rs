@@ -75,8 +75,9 @@ struct Timer {
 }
 
 impl Timer {
-    /// Prints the median milliseconds of `layer` on `input`: forward and
-    /// backward in training mode, forward in inference mode.
+    /// Times `layer` on `input`, forward and backward in training mode,
+    /// forward in inference mode, and prints the medians as a row when the
+    /// table is printed.
     fn time<const D: usize>(
         &self,
         name: &str,

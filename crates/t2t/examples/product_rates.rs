@@ -40,16 +40,17 @@ fn rate(rows: usize, inner: usize, cols: usize, device: &Device) -> f64 {
 }
 
 fn main() {
-    common::on_compute_threads(time_and_print);
-}
-
-fn time_and_print() {
     let batch = common::argument(
         1,
         16,
         |b| (1..=MAX_BATCH).contains(&b),
         &format!("BATCH must be a whole number from 1 to {MAX_BATCH}"),
     );
+    common::on_compute_threads(|| time_and_print(batch));
+}
+
+/// Times the block products at the shapes of a batch of `batch` images.
+fn time_and_print(batch: usize) {
     let device = Device::flex();
     let rows = batch * TOKENS;
     println!("{}", common::lscpu_model_name());
